@@ -1,0 +1,52 @@
+"""gluegun_actors: Gun-style connection actors for Python.
+
+Each connection is a Pykka actor that owns its socket, speaks HTTP/1.1 and WebSocket,
+reconnects by policy and reports to its owner with Gun's messages (`GunUp`, `GunDown`,
+`GunResponse`, `GunData`, `GunWs`, ...). Public modules: `connection`, `http`,
+`websocket`, `message`, `events`, `mailbox`, `errors`, `testing`.
+"""
+
+from gluegun_actors.errors import (
+    AwaitTimeout,
+    BadStateError,
+    ClosingTimeout,
+    ConnectionDown,
+    ConnectionTerminated,
+    GluegunError,
+    InvalidArgument,
+    InvalidOptions,
+    InvalidTimeout,
+    LocalProtocolError,
+    MessageTooBig,
+    PongTimeout,
+    ProtocolError,
+    RemoteProtocolError,
+    StreamError,
+    UnsupportedProtocol,
+    UpgradeFailed,
+    WebSocketClosed,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AwaitTimeout",
+    "BadStateError",
+    "ClosingTimeout",
+    "ConnectionDown",
+    "ConnectionTerminated",
+    "GluegunError",
+    "InvalidArgument",
+    "InvalidOptions",
+    "InvalidTimeout",
+    "LocalProtocolError",
+    "MessageTooBig",
+    "PongTimeout",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "StreamError",
+    "UnsupportedProtocol",
+    "UpgradeFailed",
+    "WebSocketClosed",
+    "__version__",
+]

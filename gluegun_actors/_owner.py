@@ -1,0 +1,136 @@
+"""Owners: where a connection delivers its messages, and how it notices the owner die.
+
+An owner is a `Mailbox` (plain threads) or a Pykka `ActorRef` (messages arrive in
+`on_receive`). Gun monitors its owner process; here a mailbox tells its monitors when
+its thread ends (or it is closed), and actor owners are polled by one shared watcher on
+the reactor's timer heap, however many connections they own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from gluegun_actors._reactor import Reactor, TimerHandle
+from gluegun_actors.mailbox import Mailbox
+
+log = logging.getLogger("gluegun_actors.connection")
+
+
+class Owner:
+    """A message destination with a death notice."""
+
+    mailbox: Mailbox | None = None
+    target: Mailbox | pykka.ActorRef[Any]
+
+    def deliver(self, message: object) -> bool:
+        """Hand `message` over; False when the owner is already gone."""
+        raise NotImplementedError
+
+    def monitor(self, callback: Callable[[], None]) -> object:
+        """Call `callback` once, from any thread, when the owner dies."""
+        raise NotImplementedError
+
+    def demonitor(self, handle: object) -> None:
+        raise NotImplementedError
+
+
+class MailboxOwner(Owner):
+    __slots__ = ("mailbox", "target")
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        self.mailbox = mailbox
+        self.target = mailbox
+
+    def deliver(self, message: object) -> bool:
+        self.mailbox.put(message)  # type: ignore[union-attr]
+        return True
+
+    def monitor(self, callback: Callable[[], None]) -> object:
+        return self.mailbox.monitor(callback)  # type: ignore[union-attr]
+
+    def demonitor(self, handle: object) -> None:
+        self.mailbox.demonitor(handle)  # type: ignore[union-attr]
+
+
+class ActorOwner(Owner):
+    __slots__ = ("_reactor", "ref", "target")
+
+    def __init__(self, ref: pykka.ActorRef[Any], reactor: Reactor, interval: float) -> None:
+        self.ref = ref
+        self.target = ref
+        self._reactor = reactor
+        _watcher.interval = interval
+
+    def deliver(self, message: object) -> bool:
+        try:
+            self.ref.tell(message)
+        except pykka.ActorDeadError:
+            return False
+        return True
+
+    def monitor(self, callback: Callable[[], None]) -> object:
+        return _watcher.watch(self.ref, callback, self._reactor)
+
+    def demonitor(self, handle: object) -> None:
+        _watcher.unwatch(handle)
+
+
+def as_owner(target: Mailbox | pykka.ActorRef[Any], reactor: Reactor, check_ms: int) -> Owner:
+    if isinstance(target, Mailbox):
+        return MailboxOwner(target)
+    return ActorOwner(target, reactor, check_ms / 1000.0)
+
+
+class _ActorWatcher:
+    """Polls watched actor refs on one reactor timer; fires callbacks for dead ones."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watches: dict[int, tuple[pykka.ActorRef[Any], Callable[[], None]]] = {}
+        self._ids = itertools.count()
+        self._timer: TimerHandle | None = None
+        self._reactor: Reactor | None = None
+        self.interval = 0.2
+
+    def watch(
+        self, ref: pykka.ActorRef[Any], callback: Callable[[], None], reactor: Reactor
+    ) -> int:
+        handle = next(self._ids)
+        with self._lock:
+            self._watches[handle] = (ref, callback)
+            if self._timer is None or self._reactor is not reactor:
+                self._reactor = reactor
+                self._timer = reactor.call_later(self.interval, self._check)
+        return handle
+
+    def unwatch(self, handle: object) -> None:
+        with self._lock:
+            self._watches.pop(handle, None)  # type: ignore[call-overload]
+            if not self._watches and self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _check(self) -> None:
+        with self._lock:
+            dead = [(h, cb) for h, (ref, cb) in self._watches.items() if not ref.is_alive()]
+            for handle, _ in dead:
+                del self._watches[handle]
+            reactor = self._reactor
+            if self._watches and reactor is not None and reactor.running:
+                self._timer = reactor.call_later(self.interval, self._check)
+            else:
+                self._timer = None
+        for _, callback in dead:
+            try:
+                callback()
+            except Exception:
+                log.exception("owner-down callback failed")
+
+
+_watcher = _ActorWatcher()

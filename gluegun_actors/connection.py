@@ -1,0 +1,209 @@
+"""Open, watch and close connections (Gun's `gun:open`, `gun:await_up`, `gun:close`...).
+
+A connection is an actor that connects in the background and reports to its owner::
+
+    conn = connection.open("localhost", 8080)
+    protocol = connection.await_up(conn, connection.Milliseconds(5000))
+    ...
+    connection.close(conn)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, cast
+
+import pykka
+
+from gluegun_actors import _actor
+from gluegun_actors import _reactor as rx
+from gluegun_actors._await import (
+    MessageFuture,
+    check_connection,
+    check_stream,
+    ends_connection,
+    give_back_failure,
+    owner_mailbox,
+    receive_future,
+    wait,
+)
+from gluegun_actors._handle import Connection
+from gluegun_actors._options import Options, make_options
+from gluegun_actors._owner import as_owner
+from gluegun_actors._types import (
+    Infinity,
+    Milliseconds,
+    Protocol,
+    StreamRef,
+    Timeout,
+)
+from gluegun_actors.errors import ConnectionTerminated, InvalidArgument, InvalidOptions
+from gluegun_actors.events import GunUp
+from gluegun_actors.mailbox import Mailbox, current
+
+__all__ = [
+    "Connection",
+    "Infinity",
+    "Milliseconds",
+    "Options",
+    "Protocol",
+    "StreamRef",
+    "Timeout",
+    "await_up",
+    "await_up_future",
+    "close",
+    "flush",
+    "info",
+    "open",
+    "options",
+    "set_owner",
+    "shutdown",
+    "update_flow",
+]
+
+_CLOSE_WAIT = 10.0
+
+
+def options(**fields: Any) -> Options:
+    """Connection options, validated; see `Options` for every field and its default."""
+    return make_options(**fields)
+
+
+def open(host: str, port: int, options: Options | None = None) -> Connection:
+    """Start a connection actor to `host:port`; it connects in the background.
+
+    The owner (by default the calling thread's mailbox) receives `GunUp` once connected.
+    """
+    if not isinstance(host, str) or not host:
+        raise InvalidArgument(f"host must be a non-empty str, got {host!r}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise InvalidArgument(f"port must be an int in 1..65535, got {port!r}")
+    if options is None:
+        options = Options()
+    elif not isinstance(options, Options):
+        raise InvalidOptions(f"options must come from connection.options(), got {options!r}")
+    reactor = rx.acquire_reactor()
+    try:
+        owner = as_owner(
+            options.owner if options.owner is not None else current(),
+            reactor,
+            options.owner_check_interval,
+        )
+        conn = Connection(host.strip("[]"), port, owner)
+        conn.actor_ref = _actor.ConnectionActor.start(conn, options, reactor)
+    except BaseException:
+        rx.release_reactor(reactor)
+        raise
+    return conn
+
+
+def await_up(conn: Connection, timeout: Timeout = 5000) -> Protocol:
+    """Wait until `conn` is up and return its protocol; raise if it stops first."""
+    return wait(lambda: await_up_future(conn), conn, timeout, "GunUp")
+
+
+def await_up_future(conn: Connection) -> MessageFuture[Protocol]:
+    """`await_up` as a Pykka future (for `pykka.get_all` over many connections)."""
+    check_connection(conn)
+
+    def match(message: object) -> bool:
+        return (type(message) is GunUp and message.conn is conn) or ends_connection(conn, message)
+
+    def convert(message: Any) -> Protocol:
+        if type(message) is GunUp:
+            return message.protocol
+        raise give_back_failure(conn, message)
+
+    return receive_future(conn, match, convert)
+
+
+def close(conn: Connection) -> None:
+    """Close at once: the socket is closed, the actor stopped, nothing more is delivered.
+
+    Returns once the actor is gone. Streams in flight are dropped without messages; what
+    was already delivered stays in the mailbox (see `flush`). Closing twice is harmless.
+    """
+    check_connection(conn)
+    ref = conn.actor_ref
+    if ref is None:
+        return
+    try:
+        ref.tell(_actor.CloseNow())
+    except pykka.ActorDeadError:
+        return
+    ref.stop(block=True, timeout=_CLOSE_WAIT)
+
+
+def shutdown(conn: Connection) -> None:
+    """Close gracefully: the active request completes, pipelined ones fail, WebSockets get
+    close 1001; no `GunDown`, no reconnect; the owner gets `Down(conn, "normal")` at the end."""
+    check_connection(conn).tell(_actor.Shutdown())
+
+
+def flush(conn_or_stream: Connection | StreamRef, conn: Connection | None = None) -> int:
+    """Remove the messages of a connection, or of one stream, from the owner's mailbox.
+
+    Race-free where Gun's is not: it first passes a barrier through the actor, so every
+    message the actor produced before the call is in the mailbox when it flushes; flushing a
+    stream also cancels it, so none of its messages can arrive afterwards. `flush(stream)`
+    needs the connection: `flush(stream, conn)`. Returns how many messages were removed.
+    """
+    if isinstance(conn_or_stream, Connection):
+        target = conn_or_stream
+        stream = None
+    else:
+        stream = check_stream(conn_or_stream)
+        if conn is None:
+            raise InvalidArgument("flush(stream) needs its connection: flush(stream, conn)")
+        target = check_connection(conn)
+    mailbox = owner_mailbox(target)
+    _barrier(target, stream)
+
+    def match(message: object) -> bool:
+        if getattr(message, "conn", None) is not target:
+            return False
+        return stream is None or getattr(message, "stream", None) == stream
+
+    return mailbox.flush(match)
+
+
+def _barrier(conn: Connection, stream: StreamRef | None) -> None:
+    ref = conn.actor_ref
+    if ref is None or not conn.alive:
+        return
+    with contextlib.suppress(pykka.ActorDeadError):
+        ref.ask(_actor.Barrier(stream), timeout=_CLOSE_WAIT)
+
+
+def info(conn: Connection) -> dict[str, Any]:
+    """A snapshot of the connection: state, protocol, owner, socket addresses, streams."""
+    check_connection(conn)
+    conn.check_alive()
+    assert conn.actor_ref is not None
+    try:
+        result = cast(dict[str, Any], conn.actor_ref.ask(_actor.InfoRequest(), timeout=_CLOSE_WAIT))
+    except pykka.ActorDeadError:
+        raise ConnectionTerminated(f"{conn!r} has stopped", conn.exit_reason) from None
+    return result
+
+
+def set_owner(conn: Connection, owner: Mailbox | pykka.ActorRef[Any]) -> None:
+    """Send every later message of `conn` to `owner` (and watch it instead of the old one)."""
+    check_connection(conn)
+    if not isinstance(owner, Mailbox | pykka.ActorRef):
+        raise InvalidArgument(f"owner must be a Mailbox or a pykka.ActorRef, got {owner!r}")
+    conn.check_alive()
+    assert conn.actor_ref is not None
+    try:
+        conn.actor_ref.ask(_actor.SetOwner(owner), timeout=_CLOSE_WAIT)
+    except pykka.ActorDeadError:
+        raise ConnectionTerminated(f"{conn!r} has stopped", conn.exit_reason) from None
+
+
+def update_flow(conn: Connection, stream: StreamRef, credits: int) -> None:
+    """Give `stream` more flow credits (Gun's `gun:update_flow`); reading resumes above zero."""
+    check_connection(conn)
+    check_stream(stream)
+    if isinstance(credits, bool) or not isinstance(credits, int) or credits < 1:
+        raise InvalidArgument(f"credits must be a positive int, got {credits!r}")
+    conn.tell(_actor.UpdateFlow(stream, credits))

@@ -1,0 +1,235 @@
+"""HTTP/1.1 requests over a connection (Gun's `gun:get`, `gun:post`, `gun:await`...).
+
+Starting a request returns its `StreamRef` at once (no round trip); the response arrives
+as `GunInform` / `GunResponse` / `GunData` / `GunTrailers` messages in the owner's mailbox,
+which `await_response`, `await_body` and `await_next` read selectively. Requests made while
+the connection is down wait for the next `GunUp`. Invalid input raises here, before
+anything is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gluegun_actors import _actor
+from gluegun_actors._await import (
+    MessageFuture,
+    StreamCollector,
+    check_connection,
+    check_stream,
+    collect_future,
+    ends_stream,
+    give_back_failure,
+    of_stream,
+    receive_future,
+    wait,
+)
+from gluegun_actors._handle import Connection
+from gluegun_actors._types import Headers, Protocol, StreamRef, Timeout, check_headers
+from gluegun_actors.errors import BadStateError, InvalidArgument, LocalProtocolError
+from gluegun_actors.events import GunData, GunInform, GunResponse, GunTrailers, GunUpgrade
+
+__all__ = [
+    "await_body",
+    "await_body_future",
+    "await_next",
+    "await_next_future",
+    "await_response",
+    "await_response_future",
+    "cancel",
+    "data",
+    "delete",
+    "get",
+    "head",
+    "headers",
+    "options",
+    "patch",
+    "post",
+    "put",
+    "request",
+]
+
+HeadersIn = Headers | list[tuple[str | bytes, str | bytes]] | tuple[Any, ...] | dict[str, str]
+Body = bytes | bytearray | memoryview | str
+
+
+def get(conn: Connection, path: str, headers: HeadersIn = ()) -> StreamRef:
+    return request(conn, "GET", path, headers)
+
+
+def head(conn: Connection, path: str, headers: HeadersIn = ()) -> StreamRef:
+    return request(conn, "HEAD", path, headers)
+
+
+def delete(conn: Connection, path: str, headers: HeadersIn = ()) -> StreamRef:
+    return request(conn, "DELETE", path, headers)
+
+
+def options(conn: Connection, path: str, headers: HeadersIn = ()) -> StreamRef:
+    return request(conn, "OPTIONS", path, headers)
+
+
+def post(conn: Connection, path: str, headers: HeadersIn, body: Body) -> StreamRef:
+    return request(conn, "POST", path, headers, body)
+
+
+def put(conn: Connection, path: str, headers: HeadersIn, body: Body) -> StreamRef:
+    return request(conn, "PUT", path, headers, body)
+
+
+def patch(conn: Connection, path: str, headers: HeadersIn, body: Body) -> StreamRef:
+    return request(conn, "PATCH", path, headers, body)
+
+
+def request(
+    conn: Connection, method: str, path: str, headers: HeadersIn = (), body: Body | None = None
+) -> StreamRef:
+    """Send a request with a whole body (or none); returns the stream at once."""
+    return _start(conn, method, path, headers, None if body is None else _bytes(body), True)
+
+
+def headers(conn: Connection, method: str, path: str, headers: HeadersIn) -> StreamRef:
+    """Start a request whose body follows with `data` (chunked unless content-length is set)."""
+    return _start(conn, method, path, headers, None, False)
+
+
+def data(conn: Connection, stream: StreamRef, is_fin: bool, data: Body) -> None:
+    """Send a piece of a streamed request body; `is_fin=True` on the last one."""
+    check_connection(conn)
+    check_stream(stream)
+    if not isinstance(is_fin, bool):
+        raise InvalidArgument(f"is_fin must be a bool, got {is_fin!r}")
+    conn.tell(_actor.RequestData(stream, _bytes(data), is_fin))
+
+
+def cancel(conn: Connection, stream: StreamRef) -> None:
+    """Stop delivering the stream's messages (the response is still read off the wire)."""
+    check_connection(conn)
+    conn.tell(_actor.Cancel(check_stream(stream)))
+
+
+def _start(
+    conn: Connection, method: str, path: str, headers: HeadersIn, body: bytes | None, fin: bool
+) -> StreamRef:
+    check_connection(conn)
+    if not isinstance(method, str) or not method or not method.isascii() or not method.isupper():
+        raise InvalidArgument(f"method must be an upper-case str such as 'GET', got {method!r}")
+    if not isinstance(path, str) or not path:
+        raise InvalidArgument(f"path must be a non-empty str such as '/', got {path!r}")
+    if any(c in path for c in "\r\n\x00 "):
+        raise LocalProtocolError(f"path {path!r} has a space, CR, LF or NUL; percent-encode it")
+    checked = check_headers(headers)
+    if conn.protocol is Protocol.WS:
+        raise BadStateError(
+            f"{conn!r} was upgraded to WebSocket; HTTP requests need another connection"
+        )
+    stream = StreamRef()
+    conn.tell(_actor.Request(stream, method, path, checked, body, fin))
+    return stream
+
+
+def _bytes(body: object) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, bytearray | memoryview):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    raise InvalidArgument(f"a body must be bytes or str, got {type(body).__name__}")
+
+
+# -- awaiting -----------------------------------------------------------------------------
+
+
+def await_response(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> GunResponse:
+    """Wait for the stream's `GunResponse` (1xx informs are taken and skipped)."""
+    return wait(lambda: await_response_future(conn, stream), conn, timeout, "response")
+
+
+def await_response_future(conn: Connection, stream: StreamRef) -> MessageFuture[GunResponse]:
+    return collect_future(conn, _ResponseCollector(check_connection(conn), check_stream(stream)))
+
+
+def await_body(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> bytes:
+    """Wait for the rest of the stream's body and return it whole.
+
+    Takes the response head too if it is still queued, and the trailers if any. The
+    timeout bounds the whole body; on timeout every message taken is given back.
+    """
+    return wait(lambda: await_body_future(conn, stream), conn, timeout, "complete body")
+
+
+def await_body_future(conn: Connection, stream: StreamRef) -> MessageFuture[bytes]:
+    return collect_future(conn, _BodyCollector(check_connection(conn), check_stream(stream)))
+
+
+def await_next(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> Any:
+    """The next message of the stream, whatever it is (Gun's `gun:await`); errors raise."""
+    return wait(lambda: await_next_future(conn, stream), conn, timeout, "message")
+
+
+def await_next_future(conn: Connection, stream: StreamRef) -> MessageFuture[Any]:
+    check_connection(conn)
+    check_stream(stream)
+
+    def match(message: object) -> bool:
+        return of_stream(conn, stream, message) or ends_stream(conn, stream, message)
+
+    def convert(message: Any) -> Any:
+        if of_stream(conn, stream, message):
+            return message
+        raise give_back_failure(conn, message)
+
+    return receive_future(conn, match, convert)
+
+
+class _ResponseCollector(StreamCollector[GunResponse]):
+    def __init__(self, conn: Connection, stream: StreamRef) -> None:
+        super().__init__(conn, stream)
+        self.response: GunResponse | None = None
+
+    def take(self, message: Any) -> bool:
+        match message:
+            case GunInform():
+                return True
+            case GunResponse():
+                self.response = message
+                self.finished = True
+                return True
+            case GunUpgrade():
+                self.error = BadStateError(
+                    f"{self.stream!r} was upgraded to WebSocket: use websocket.await_upgrade"
+                )
+                self.give_back = True
+                self.finished = True
+                return True
+        return False
+
+    def value(self) -> GunResponse:
+        assert self.response is not None
+        return self.response
+
+
+class _BodyCollector(StreamCollector[bytes]):
+    def __init__(self, conn: Connection, stream: StreamRef) -> None:
+        super().__init__(conn, stream)
+        self.parts: list[bytes] = []
+
+    def take(self, message: Any) -> bool:
+        match message:
+            case GunInform():
+                return True
+            case GunResponse(is_fin=is_fin):
+                self.finished = is_fin
+                return True
+            case GunData(is_fin=is_fin, data=chunk):
+                self.parts.append(chunk)
+                self.finished = is_fin
+                return True
+            case GunTrailers():
+                self.finished = True
+                return True
+        return False
+
+    def value(self) -> bytes:
+        return b"".join(self.parts)

@@ -1,0 +1,649 @@
+"""Erlang's mailbox for plain threads: ordered, thread-safe, with selective receive.
+
+Theory of operation
+-------------------
+A `Mailbox` holds a queue of messages in arrival order and a list of registered
+*waits*, in registration order. Every message gets a sequence number when it is put.
+
+- `put` first offers the message to the registered waits, in order; the first that
+  takes it gets it. Otherwise the message is queued. Nothing ever blocks on a receiver.
+- A new wait first offers the queued messages to itself, in order, under the lock. If
+  that is not enough it registers, and from then on every new message is offered to it
+  by `put`: a registered wait never scans the queue again.
+- A wait is a `Collector`: `receive` is the collector that takes the first matching
+  message; `collect` takes several (say, a whole HTTP body). Each wait has a Pykka
+  future, so waits on many mailboxes combine with `pykka.get_all`.
+- Giving up (a timeout, `cancel`, or an exception while waiting) is atomic with respect
+  to `put`: a wait that was resolved in the race keeps its message (or gives it back, for
+  `cancel`); a half-done collector gives back every message it took. Given-back messages
+  return to their original places (by sequence number) and are offered to the other
+  waits first, as if they had just been put. A message is never lost nor delivered twice.
+
+Matches and collectors run under the mailbox lock: they must be quick and must not use
+the mailbox. An exception from one goes to that waiter only (the message stays), never
+to the thread that put the message. Waiting itself happens outside the lock.
+
+A match must be pure: the same answer for the same message, every time. The mailbox
+relies on it to remember, for each match object, up to where it has declined everything
+(the last `SCAN_MARKS_LIMIT` match objects are remembered). A later `receive` with the
+same object resumes there, so receiving the late messages of a long queue in a loop is
+linear, not quadratic. Giving messages back forgets every mark.
+
+Complexity, with n queued messages and w registered waits:
+
+- `put`: O(1) (one lock and an append) with no waits; otherwise w offers at most.
+- `receive` / `collect`: one offer per message looked at, from the head or, for a match
+  object used before, from its mark (the skip is a C-level walk, no offers); plus
+  O(min(k, n - k)) pointer moves to unlink the message at position k. The head message
+  is O(1). A wait that has to block never scans again: each later message costs one offer.
+- giving back j messages: up to `GIVE_BACK_INSERT_LIMIT` one by one (binary search and
+  insert each), beyond that a single O(n + j) merge.
+- `flush`, `messages`: O(n).
+
+`current()` is the calling thread's own mailbox (Erlang's `self()`), made on first use
+and closed when its thread ends, which fires its monitors: that is how a connection
+notices that its owner is gone.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import logging
+import threading
+import types
+import weakref
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable
+from itertools import islice
+from operator import itemgetter
+from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar, overload
+
+from pykka import Future, ThreadingFuture
+from pykka import Timeout as PykkaTimeout
+
+from gluegun_actors._types import Infinity, Timeout, timeout_seconds
+from gluegun_actors.errors import AwaitTimeout, BadStateError, InvalidArgument
+
+__all__ = [
+    "GIVE_BACK_INSERT_LIMIT",
+    "SCAN_MARKS_LIMIT",
+    "Collector",
+    "Mailbox",
+    "Match",
+    "current",
+    "predicate",
+]
+
+_log = logging.getLogger(__name__)
+
+GIVE_BACK_INSERT_LIMIT: Final = 16
+"""Given-back messages up to this count are inserted one by one; more are merged at once."""
+
+SCAN_MARKS_LIMIT: Final = 32
+"""How many match objects a mailbox remembers scan positions for (the oldest is forgotten)."""
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+M = TypeVar("M")
+
+Match: TypeAlias = type | types.UnionType | tuple[type, ...] | Callable[[object], bool] | None
+"""What a receive takes: a class, a tuple or union of classes (`isinstance`), a predicate,
+or None for any message."""
+
+_Entry: TypeAlias = tuple[int, object]
+"""A queued message with its sequence number: the queue is sorted by it."""
+
+_seq_of = itemgetter(0)
+
+
+def _any(message: object) -> bool:
+    return True
+
+
+def predicate(match: Match) -> Callable[[object], bool]:
+    """The predicate for a `Match`, so callers can combine matches; refuses anything else."""
+    if match is None:
+        return _any
+    if isinstance(match, types.GenericAlias):
+        raise InvalidArgument(f"match on the plain class, not the generic alias {match!r}")
+    if isinstance(match, type | types.UnionType):
+        classes = match
+        return lambda message: isinstance(message, classes)
+    if isinstance(match, tuple):
+        if not all(isinstance(cls, type) for cls in match):
+            raise InvalidArgument(f"a match tuple must hold classes only, got {match!r}")
+        return lambda message: isinstance(message, match)
+    if callable(match):
+        return match
+    raise InvalidArgument(
+        f"a match is a class, a tuple of classes, a predicate or None, got {match!r}"
+    )
+
+
+class Collector(Protocol[T_co]):
+    """A wait that may take several messages, such as every message of an HTTP body.
+
+    Used for one wait only. `offer` is asked about messages in arrival order and says
+    whether to take each one; `done` is asked after each message taken; `result` is
+    asked once, after `done` said True, outside the mailbox lock in the thread that
+    completed the wait (maybe the one that put the last message), and may raise (a
+    `GluegunError`) to fail the wait. `offer` and `done` run under the mailbox lock.
+    A declined message is not offered again while the wait is registered, so a
+    collector should not start wanting messages it declined; and a collector whose
+    `offer` raises may be asked again about a message before it is dropped, so
+    declining must leave it unchanged.
+    """
+
+    def offer(self, message: object) -> bool: ...
+
+    def done(self) -> bool: ...
+
+    def result(self) -> T_co: ...
+
+
+class _One:
+    """The collector behind `receive`: the first message that matches.
+
+    `key` is the match as the caller gave it, under which the mailbox remembers how far
+    that match has looked (None: a match of any message, which needs no memory).
+    """
+
+    __slots__ = ("_match", "_message", "key")
+
+    def __init__(self, match: Match) -> None:
+        self._match = predicate(match)
+        self._message: object = None
+        self.key = match
+
+    def offer(self, message: object) -> bool:
+        if self._match(message):
+            self._message = message
+            return True
+        return False
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> object:
+        return self._message
+
+
+class _State(enum.Enum):
+    """Where a wait is. NEW → PENDING → DONE | FAILED | WITHDRAWN; DONE → RETURNED.
+
+    NEW may also go straight to DONE (the queue already held enough).
+    """
+
+    NEW = "new"  # scanning the queue, not registered yet
+    PENDING = "pending"  # registered; may hold messages taken so far
+    DONE = "done"  # took everything it wanted; its future is (being) resolved
+    FAILED = "failed"  # its match raised; its future holds the exception; took nothing
+    WITHDRAWN = "withdrawn"  # timed out or cancelled while pending; took nothing
+    RETURNED = "returned"  # was done, then cancelled: its messages went back
+
+
+class _Wait(ThreadingFuture[T], Generic[T]):
+    """A wait: the future its caller holds, and what the mailbox knows about it."""
+
+    def __init__(self, mailbox: Mailbox, collector: Collector[T]) -> None:
+        super().__init__()
+        self.mailbox = mailbox
+        self.collector = collector
+        self.state = _State.NEW
+        self.taken: list[_Entry] = []
+        self.error: BaseException | None = None  # what the future raises, once settled
+
+    def __repr__(self) -> str:
+        return f"<mailbox wait {self.state.value} on {self.mailbox!r}>"
+
+
+_Outcome: TypeAlias = tuple[_Wait[Any], Exception | None]
+"""A wait that finished under the lock, and its match's exception if it failed."""
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    """Resolve the futures of finished waits; called outside the lock."""
+    for wait, error in outcomes:
+        if error is None:
+            try:
+                value = wait.collector.result()
+            except Exception as exc:
+                error = exc
+            else:
+                wait.set(value)
+                continue
+        wait.error = error
+        wait.set_exception((type(error), error, error.__traceback__))
+
+
+class _Monitor:
+    """A monitor handle: its identity is the registration."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+
+
+class Mailbox:
+    """A thread-safe, ordered mailbox with selective receive (see the module docstring)."""
+
+    __slots__ = (
+        "__weakref__",
+        "_alive",
+        "_lock",
+        "_marks",
+        "_monitors",
+        "_name",
+        "_next_seq",
+        "_queue",
+        "_waits",
+    )
+
+    def __init__(self, name: str | None = None) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._queue: deque[_Entry] = deque()
+        self._waits: dict[_Wait[Any], None] = {}  # an ordered set, in registration order
+        self._next_seq = 0
+        self._alive = True
+        self._monitors: dict[_Monitor, None] = {}
+        # id(match) -> (the match or a weak reference to it, the first sequence number it
+        # has not declined): every queued message before that number fails that match.
+        self._marks: dict[int, tuple[object, int]] = {}
+
+    def __repr__(self) -> str:
+        name = f" {self._name!r}" if self._name is not None else ""
+        state = "alive" if self._alive else "dead"
+        return f"<Mailbox{name} {state}, {len(self._queue)} queued, {len(self._waits)} waiting>"
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def __bool__(self) -> bool:
+        """A mailbox is always true, even empty (so `if owner:` means "is there one")."""
+        return True
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    # -- putting ---------------------------------------------------------------------
+
+    def put(self, message: object) -> None:
+        """Deliver `message`: to the first registered wait that takes it, else to the queue."""
+        with self._lock:
+            entry = (self._next_seq, message)
+            self._next_seq += 1
+            if not self._waits:
+                self._queue.append(entry)
+                return
+            outcomes = self._dispatch_locked([entry])
+        _settle(outcomes)
+
+    # -- receiving -------------------------------------------------------------------
+
+    @overload
+    def receive(self, match: type[M], timeout: Timeout = Infinity) -> M: ...
+
+    @overload
+    def receive(self, match: Match = None, timeout: Timeout = Infinity) -> object: ...
+
+    def receive(self, match: Match = None, timeout: Timeout = Infinity) -> object:
+        """Take the first message that matches, in arrival order, waiting up to `timeout`.
+
+        The other messages stay where they are. Raises `AwaitTimeout` when nothing
+        matched in time; a message that arrives as the timeout fires is returned, not lost.
+        `match` must be pure (see the module docstring).
+        """
+        seconds = timeout_seconds(timeout)
+        return self._await(_One(match), seconds)
+
+    @overload
+    def receive_future(self, match: type[M]) -> Future[M]: ...
+
+    @overload
+    def receive_future(self, match: Match = None) -> Future[object]: ...
+
+    def receive_future(self, match: Match = None) -> Future[Any]:
+        """A future for the first message that matches; the message is taken when it resolves.
+
+        Combine with `pykka.get_all`; give up with `cancel`, or the wait stays registered.
+        """
+        return self._start(_One(match))
+
+    def collect(self, collector: Collector[T], timeout: Timeout = Infinity) -> T:
+        """Feed messages to `collector` until it is done and return its result.
+
+        On timeout (`AwaitTimeout`) every message it took goes back to its place.
+        """
+        seconds = timeout_seconds(timeout)
+        return self._await(collector, seconds)
+
+    def collect_future(self, collector: Collector[T]) -> Future[T]:
+        """A future for `collector`'s result; give up with `cancel` to get its messages back."""
+        return self._start(collector)
+
+    def cancel(self, future: Future[Any]) -> bool:
+        """Give up a wait made by `receive_future` or `collect_future`.
+
+        True: it was still pending; it is unregistered, and any messages a collector took
+        go back, and its future raises `BadStateError`. False: it had already finished;
+        if it took messages they go back to their original places, so the caller must
+        not use its value.
+        """
+        if not isinstance(future, _Wait) or future.mailbox is not self:
+            raise InvalidArgument(f"{future!r} is not a wait on {self!r}")
+        was_pending = self._withdraw(future)
+        if was_pending:
+            error = BadStateError(f"this wait on {self!r} was cancelled")
+            future.set_exception((type(error), error, None))
+        return was_pending
+
+    def flush(self, match: Match = None) -> int:
+        """Remove the queued messages that match (all by default); return how many."""
+        matches = predicate(match)
+        with self._lock:
+            keep = deque(entry for entry in self._queue if not matches(entry[1]))
+            removed = len(self._queue) - len(keep)
+            self._queue = keep
+        return removed
+
+    def messages(self) -> list[object]:
+        """A snapshot of the queued messages, in order."""
+        with self._lock:
+            return [message for _, message in self._queue]
+
+    # -- owner monitoring -------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        """False once the owner is gone (`close`, or the end of a `current()` thread)."""
+        return self._alive
+
+    def monitor(self, callback: Callable[[], None]) -> object:
+        """Call `callback` once when the mailbox dies; at once if it is already dead.
+
+        Returns a handle for `demonitor`. The callback runs in the thread that closes
+        the mailbox; an exception from it is logged and does not stop the others.
+        """
+        handle = _Monitor(callback)
+        with self._lock:
+            if self._alive:
+                self._monitors[handle] = None
+                return handle
+        _fire([handle])
+        return handle
+
+    def demonitor(self, handle: object) -> None:
+        """Forget a monitor; nothing happens if it already fired or was forgotten."""
+        if isinstance(handle, _Monitor):
+            with self._lock:
+                self._monitors.pop(handle, None)
+
+    def close(self) -> None:
+        """The owner is gone: mark the mailbox dead and fire its monitors, once.
+
+        Queued messages and pending waits stay: whoever holds the mailbox may still
+        read it, and `put` still works (a connection that is told of the death stops).
+        """
+        with self._lock:
+            if not self._alive:
+                return
+            self._alive = False
+            monitors = list(self._monitors)
+            self._monitors.clear()
+        _fire(monitors)
+
+    # -- the machinery ------------------------------------------------------------------
+
+    def _await(self, collector: Collector[T], seconds: float | None) -> T:
+        """Wait in the calling thread; give up atomically after `seconds`."""
+        with self._lock:
+            done, indices = self._scan_locked(collector)
+            if done:
+                self._take_locked(indices)
+                wait = None
+            elif seconds == 0:
+                raise self._timeout_error(collector, seconds)
+            else:
+                wait = _Wait(self, collector)
+                wait.taken = self._take_locked(indices)
+                wait.state = _State.PENDING
+                self._waits[wait] = None
+        if wait is None:
+            return collector.result()
+        try:
+            return wait.get(timeout=seconds)  # type: ignore[no-any-return]
+        except PykkaTimeout:
+            pass
+        except BaseException as exc:
+            if exc is not wait.error:  # interrupted, not failed: give back what it took
+                self._withdraw(wait)
+            raise
+        with self._lock:
+            timed_out = wait.state is _State.PENDING
+            if timed_out:
+                outcomes = self._unregister_locked(wait, _State.WITHDRAWN)
+        if not timed_out:
+            # Resolved in the race with the timeout: the value is set right after the lock.
+            return wait.get()  # type: ignore[no-any-return]
+        _settle(outcomes)
+        raise self._timeout_error(collector, seconds)
+
+    def _start(self, collector: Collector[T]) -> _Wait[T]:
+        """Scan, then register unless the queue already held enough; return the future."""
+        wait = _Wait(self, collector)
+        with self._lock:
+            done, indices = self._scan_locked(collector)
+            wait.taken = self._take_locked(indices)
+            if done:
+                wait.state = _State.DONE
+            else:
+                wait.state = _State.PENDING
+                self._waits[wait] = None
+        if done:
+            _settle([(wait, None)])
+        return wait
+
+    def _withdraw(self, wait: _Wait[Any]) -> bool:
+        """Unregister `wait` (True if it was pending), giving back what it took."""
+        with self._lock:
+            match wait.state:
+                case _State.PENDING:
+                    outcomes = self._unregister_locked(wait, _State.WITHDRAWN)
+                    was_pending = True
+                case _State.DONE:
+                    returned, wait.taken = wait.taken, []
+                    wait.state = _State.RETURNED
+                    outcomes = self._give_back_locked(returned)
+                    was_pending = False
+                case _:
+                    return False
+        _settle(outcomes)
+        return was_pending
+
+    def _unregister_locked(self, wait: _Wait[Any], state: _State) -> list[_Outcome]:
+        del self._waits[wait]
+        wait.state = state
+        if isinstance(wait.collector, _One) and wait.collector.key is not None:
+            # It declined what was queued when it registered and everything offered since.
+            self._set_mark_locked(wait.collector.key, self._next_seq)
+        returned, wait.taken = wait.taken, []
+        return self._give_back_locked(returned)
+
+    def _give_back_locked(self, entries: list[_Entry]) -> list[_Outcome]:
+        """Put taken messages back into play: to the waits first, else to their places."""
+        if not entries:
+            return []
+        self._marks.clear()  # no match has seen these: scans must look at them again
+        return self._dispatch_locked(entries)
+
+    def _scan_locked(self, collector: Collector[Any]) -> tuple[bool, list[int]]:
+        """Offer the queued messages to a new wait, in order; the indices it takes.
+
+        Nothing is removed here, so an exception from the collector leaves the queue as is.
+        A `receive` starts after the messages its match has already declined.
+        """
+        queue = self._queue
+        key = collector.key if isinstance(collector, _One) else None
+        start = 0
+        if key is not None and queue:
+            mark = self._mark_locked(key)
+            if mark > queue[0][0]:
+                start = bisect_left(queue, mark, key=_seq_of)
+        indices: list[int] = []
+        for index, (seq, message) in enumerate(islice(queue, start, None), start):
+            if collector.offer(message):
+                indices.append(index)
+                if collector.done():
+                    if key is not None:
+                        self._set_mark_locked(key, seq + 1)
+                    return True, indices
+        if key is not None:
+            self._set_mark_locked(key, self._next_seq)
+        return False, indices
+
+    def _mark_locked(self, key: object) -> int:
+        """The first sequence number `key` has not declined (0 when unknown)."""
+        found = self._marks.get(id(key))
+        if found is None:
+            return 0
+        holder, seq = found
+        known = holder() if isinstance(holder, weakref.ref) else holder
+        return seq if known is key else 0
+
+    def _set_mark_locked(self, key: object, seq: int) -> None:
+        marks = self._marks
+        marks.pop(id(key), None)
+        if len(marks) >= SCAN_MARKS_LIMIT:
+            del marks[next(iter(marks))]
+        try:
+            holder: object = weakref.ref(key)
+        except TypeError:  # a tuple or union of classes: cheap to keep
+            holder = key
+        marks[id(key)] = (holder, seq)
+
+    def _take_locked(self, indices: list[int]) -> list[_Entry]:
+        """Remove the entries at `indices` (ascending) from the queue and return them."""
+        queue = self._queue
+        if not indices:
+            return []
+        if indices[-1] == len(indices) - 1:  # a prefix: the common case
+            return [queue.popleft() for _ in indices]
+        taken = [queue[index] for index in indices]
+        if len(indices) <= GIVE_BACK_INSERT_LIMIT:
+            for index in reversed(indices):
+                del queue[index]
+        else:
+            drop = set(indices)
+            self._queue = deque(e for i, e in enumerate(queue) if i not in drop)
+        return taken
+
+    def _dispatch_locked(self, entries: list[_Entry]) -> list[_Outcome]:
+        """Offer `entries` to the registered waits, oldest first; queue what nobody takes.
+
+        A wait whose match raises fails (its future gets the exception). If it had taken
+        messages they come back into play, and the message it failed on is offered again
+        from the first wait, so that arrival order still decides who gets what.
+        """
+        outcomes: list[_Outcome] = []
+        unclaimed: list[_Entry] = []
+        work = sorted(entries, key=_seq_of)  # a sorted list is a heap
+        while work:
+            entry = heapq.heappop(work)
+            wait, done, error = self._offer_locked(entry[1])
+            if wait is None:
+                unclaimed.append(entry)
+            elif error is not None:
+                del self._waits[wait]
+                wait.state = _State.FAILED
+                outcomes.append((wait, error))
+                if wait.taken:
+                    self._marks.clear()  # a give-back, as in `_give_back_locked`
+                    for returned in wait.taken:
+                        heapq.heappush(work, returned)
+                    wait.taken = []
+                heapq.heappush(work, entry)
+            else:
+                wait.taken.append(entry)
+                if done:
+                    del self._waits[wait]
+                    wait.state = _State.DONE
+                    outcomes.append((wait, None))
+                    if isinstance(wait.collector, _One) and wait.collector.key is not None:
+                        self._set_mark_locked(wait.collector.key, entry[0] + 1)
+        self._restore_locked(unclaimed)
+        return outcomes
+
+    def _offer_locked(self, message: object) -> tuple[_Wait[Any] | None, bool, Exception | None]:
+        """The first registered wait that takes `message`, whether it is done, or its error."""
+        for wait in self._waits:
+            try:
+                if wait.collector.offer(message):
+                    return wait, wait.collector.done(), None
+            except Exception as exc:
+                return wait, False, exc
+        return None, False, None
+
+    def _restore_locked(self, entries: list[_Entry]) -> None:
+        """Put entries (ascending) back into the queue at their places by sequence number."""
+        if not entries:
+            return
+        queue = self._queue
+        if not queue or queue[-1][0] < entries[0][0]:
+            queue.extend(entries)
+        elif len(entries) <= GIVE_BACK_INSERT_LIMIT:
+            for entry in entries:
+                queue.insert(bisect_left(queue, entry[0], key=_seq_of), entry)
+        else:
+            self._queue = deque(heapq.merge(queue, entries, key=_seq_of))
+
+    def _timeout_error(self, collector: Collector[Any], seconds: float | None) -> AwaitTimeout:
+        if isinstance(collector, _One):
+            what = f"a message matching {collector.key!r}"
+        else:
+            what = f"{collector!r} to complete"
+        return AwaitTimeout(
+            f"waited {round((seconds or 0.0) * 1000)} ms for {what} in {self!r}; "
+            "nothing was taken from the mailbox"
+        )
+
+
+def _fire(monitors: list[_Monitor]) -> None:
+    for monitor in monitors:
+        try:
+            monitor.callback()
+        except Exception:
+            _log.exception("mailbox monitor callback %r failed", monitor.callback)
+
+
+class _ThreadOwner:
+    """Lives in its thread's locals only; when the thread ends it dies and closes the mailbox."""
+
+    __slots__ = ("__weakref__", "mailbox")
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        self.mailbox = mailbox
+
+
+_thread_owner = threading.local()
+
+
+def current() -> Mailbox:
+    """The calling thread's own mailbox (Erlang's `self()`), made on first use.
+
+    It is closed (monitors fire) when the thread ends: CPython clears a thread's locals
+    then, which finalizes the `_ThreadOwner` kept there. The mailbox holds no reference
+    to its thread. The main thread's mailbox is not closed at interpreter exit.
+    """
+    owner: _ThreadOwner | None = getattr(_thread_owner, "owner", None)
+    if owner is None:
+        mailbox = Mailbox(f"current:{threading.current_thread().name}")
+        owner = _ThreadOwner(mailbox)
+        weakref.finalize(owner, mailbox.close).atexit = False
+        _thread_owner.owner = owner
+    return owner.mailbox

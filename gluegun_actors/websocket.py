@@ -1,0 +1,479 @@
+"""WebSocket over HTTP/1.1: the Gluegun Socket API and Gun's low-level helpers.
+
+Two levels, as in Gluegun:
+
+- The **Socket API** (`connect`, `send_text`, `send_binary`, `receive_app_frame`, `close`,
+  `with_socket`) hides the upgrade. `close(socket)` sends a close frame only; the
+  connection stays until the caller closes `socket.connection` (or uses `with_socket` /
+  `with Socket`, which close both, also when the body raises).
+- The **low level** (`upgrade`, `upgrade_with_protocol`, `await_upgrade`, `send`, `receive`)
+  works on a connection the caller owns. Call `await_upgrade` before `receive`.
+
+After a connection loss the connection comes back as plain HTTP (`GunUp`): a WebSocket is
+never upgraded again behind the caller's back; upgrade anew after `GunUp`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+from gluegun_actors import _actor, _await, connection
+from gluegun_actors import _ws as ws
+from gluegun_actors._await import (
+    GiveBack,
+    MessageFuture,
+    StreamCollector,
+    check_connection,
+    check_stream,
+    collect_future,
+    ends_stream,
+    give_back_failure,
+    wait,
+)
+from gluegun_actors._handle import Connection
+from gluegun_actors._options import _milliseconds
+from gluegun_actors._types import (
+    Headers,
+    Infinity,
+    Protocol,
+    StreamRef,
+    Timeout,
+    check_headers,
+    timeout_seconds,
+)
+from gluegun_actors.errors import (
+    BadStateError,
+    GluegunError,
+    InvalidArgument,
+    InvalidOptions,
+    UnsupportedProtocol,
+    UpgradeFailed,
+    WebSocketClosed,
+)
+from gluegun_actors.events import GunData, GunResponse, GunTrailers, GunUpgrade, GunWs
+from gluegun_actors.message import AppFrame, Binary, Close, Frame, Ping, Pong, Text
+
+__all__ = [
+    "Options",
+    "Socket",
+    "await_upgrade",
+    "await_upgrade_future",
+    "close",
+    "connect",
+    "options",
+    "receive",
+    "receive_app_frame",
+    "receive_future",
+    "send",
+    "send_binary",
+    "send_text",
+    "upgrade",
+    "upgrade_with_protocol",
+    "with_socket",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """WebSocket options; build with `websocket.options(**fields)`.
+
+    Durations are milliseconds; None for `keepalive`/`pong_timeout`/`closing_timeout`
+    takes the connection's value.
+    """
+
+    protocol: Protocol = Protocol.HTTP1
+    """The protocol to upgrade over; only HTTP/1.1 carries WebSocket here."""
+    headers: Headers = dataclasses.field(default_factory=list)
+    """Extra request headers for the upgrade (e.g. authorization, origin)."""
+    subprotocols: tuple[str, ...] = ()
+    """Offered in sec-websocket-protocol; the server's choice is reported in GunUpgrade."""
+    compress: bool = False
+    """Offer permessage-deflate."""
+    keepalive: int | None = None
+    """Ping after this many ms; None = the connection's `keepalive`."""
+    pong_timeout: int | None = None
+    """A ping unanswered for this many ms takes the connection down (`PongTimeout`)."""
+    silence_pings: bool = True
+    """Keep ping and pong frames from the owner (they are answered regardless)."""
+    closing_timeout: int | None = None
+    """How long a close waits for the peer's close frame; None = the connection's (15 s)."""
+    max_message_size: int = 1 << 20
+    """Largest reassembled message accepted; larger closes with 1009."""
+    flow: int | None = None
+    """Flow credits (messages) for the stream; None = the connection's `flow`."""
+    connection: connection.Options | None = None
+    """Connection options for `connect` / `with_socket`."""
+    timeout: int | None = 5000
+    """Socket API: bound on connect + upgrade and on each receive, ms; None = forever."""
+
+    def stream_options(self, headers: Headers) -> _actor.WsStreamOptions:
+        """What the actor needs for one upgrade that sends `headers` besides the handshake's."""
+        settings = ws.WsSettings(
+            subprotocols=self.subprotocols,
+            compress=self.compress,
+            max_message_size=self.max_message_size,
+            extra_headers=headers + self.headers,
+        )
+        return _actor.WsStreamOptions(
+            settings=settings,
+            silence_pings=self.silence_pings,
+            keepalive=self.keepalive,
+            pong_timeout=self.pong_timeout,
+            closing_timeout=self.closing_timeout,
+            flow=self.flow,
+        )
+
+    def wait_timeout(self) -> Timeout:
+        return Infinity if self.timeout is None else self.timeout
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(Options))
+
+
+def options(**fields: Any) -> Options:
+    """WebSocket options, validated (defaults to HTTP/1.1; see `Options`)."""
+    unknown = set(fields) - _FIELDS
+    if unknown:
+        raise InvalidOptions(f"unknown option(s) {sorted(unknown)}; valid: {sorted(_FIELDS)}")
+    for name in ("keepalive", "pong_timeout", "closing_timeout", "timeout"):
+        if name in fields:
+            fields[name] = _milliseconds(name, fields[name], optional=True)
+    if "headers" in fields:
+        fields["headers"] = check_headers(fields["headers"])
+    if "subprotocols" in fields:
+        subprotocols = fields["subprotocols"]
+        if isinstance(subprotocols, str) or not all(isinstance(p, str) for p in subprotocols):
+            raise InvalidOptions(f"subprotocols must be a list of str, got {subprotocols!r}")
+        fields["subprotocols"] = tuple(subprotocols)
+    size = fields.get("max_message_size", 1)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InvalidOptions(f"max_message_size must be a positive int, got {size!r}")
+    flow = fields.get("flow")
+    if flow is not None and (isinstance(flow, bool) or not isinstance(flow, int) or flow < 0):
+        raise InvalidOptions(f"flow must be a non-negative int or None, got {flow!r}")
+    for name in ("compress", "silence_pings"):
+        if name in fields and not isinstance(fields[name], bool):
+            raise InvalidOptions(f"{name} must be a bool, got {fields[name]!r}")
+    if "protocol" in fields and not isinstance(fields["protocol"], Protocol):
+        raise InvalidOptions(f"protocol must be a Protocol, got {fields['protocol']!r}")
+    conn_options = fields.get("connection")
+    if conn_options is not None and not isinstance(conn_options, connection.Options):
+        raise InvalidOptions("connection must come from connection.options()")
+    return Options(**fields)
+
+
+# -- low level ----------------------------------------------------------------------------
+
+
+def upgrade(
+    conn: Connection, path: str, headers: Any = (), options: Options | None = None
+) -> StreamRef:
+    """Ask to upgrade `conn` to WebSocket on `path` (Gun's `gun:ws_upgrade`)."""
+    return upgrade_with_protocol(conn, Protocol.HTTP1, path, headers, options)
+
+
+def upgrade_with_protocol(
+    conn: Connection,
+    protocol: Protocol,
+    path: str,
+    headers: Any = (),
+    options: Options | None = None,
+) -> StreamRef:
+    """Upgrade over the protocol `await_up` returned; HTTP/2 is refused before any I/O."""
+    check_connection(conn)
+    if not isinstance(protocol, Protocol):
+        raise InvalidArgument(f"protocol must be a Protocol (from await_up), got {protocol!r}")
+    if protocol is not Protocol.HTTP1:
+        raise UnsupportedProtocol(
+            f"WebSocket needs HTTP/1.1 here; {protocol.value!r} cannot be upgraded. "
+            "Open the connection with protocols=[Protocol.HTTP1]"
+        )
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InvalidArgument(f"path must be a str starting with '/', got {path!r}")
+    if options is None:
+        options = Options()
+    elif not isinstance(options, Options):
+        raise InvalidOptions("options must come from websocket.options()")
+    checked = check_headers(headers)
+    if conn.protocol is Protocol.WS:
+        raise BadStateError(f"{conn!r} is already upgraded to WebSocket")
+    stream = StreamRef()
+    settings = options.stream_options(checked)  # refuses headers that clash with the handshake
+    conn.tell(_actor.Upgrade(stream, path, settings))
+    return stream
+
+
+def await_upgrade(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> GunUpgrade:
+    """Wait for the upgrade of `stream`; returns the `GunUpgrade` (negotiated protocols).
+
+    A non-101 answer raises `UpgradeFailed` with its status, headers and body.
+    """
+    return wait(lambda: await_upgrade_future(conn, stream), conn, timeout, "upgrade")
+
+
+def await_upgrade_future(conn: Connection, stream: StreamRef) -> MessageFuture[GunUpgrade]:
+    collector = _UpgradeCollector(check_connection(conn), check_stream(stream))
+    return collect_future(conn, collector)
+
+
+def send(conn: Connection, stream: StreamRef, frame: Frame | Sequence[Frame]) -> None:
+    """Send one frame, or a list of frames in order, on an upgraded stream."""
+    check_connection(conn)
+    check_stream(stream)
+    frames = tuple(frame) if isinstance(frame, list | tuple) else (frame,)
+    for item in frames:
+        if not isinstance(item, Text | Binary | Ping | Pong | Close):
+            raise InvalidArgument(
+                f"frames are message.Text/Binary/Ping/Pong/Close, got {type(item).__name__}"
+            )
+        if isinstance(item, Text) and not isinstance(item.text, str):
+            raise InvalidArgument(f"Text carries a str, got {type(item.text).__name__}")
+        if isinstance(item, Binary | Ping | Pong) and not isinstance(
+            item.data, bytes | bytearray | memoryview
+        ):
+            raise InvalidArgument(f"{type(item).__name__} carries bytes, got {item.data!r}")
+    conn.check_alive()
+    if stream not in conn.ws_streams:
+        raise BadStateError(
+            f"{stream!r} is not an upgraded WebSocket stream of {conn!r}: call await_upgrade "
+            "first (or upgrade again: a reconnect brings the connection back as plain HTTP)"
+        )
+    conn.tell(_actor.WsSend(stream, frames))
+
+
+def receive(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> Frame:
+    """The next frame of an upgraded stream (Close frames too; pings when not silenced)."""
+    return wait(lambda: receive_future(conn, stream), conn, timeout, "WebSocket frame")
+
+
+def receive_future(conn: Connection, stream: StreamRef) -> MessageFuture[Frame]:
+    """`receive` as a Pykka future."""
+    check_connection(conn)
+    check_stream(stream)
+
+    def match(message: object) -> bool:
+        kind = type(message)
+        if kind in (GunWs, GunUpgrade, GunResponse):
+            return message.conn is conn and message.stream == stream  # type: ignore[attr-defined]
+        return ends_stream(conn, stream, message)
+
+    def convert(message: Any) -> Frame:
+        if type(message) is GunWs:
+            return message.frame
+        if type(message) in (GunUpgrade, GunResponse):
+            raise GiveBack(
+                BadStateError(
+                    f"the upgrade answer of {stream!r} is still in the mailbox: call "
+                    "websocket.await_upgrade before websocket.receive"
+                )
+            )
+        raise give_back_failure(conn, message)
+
+    return _await.receive_future(conn, match, convert)
+
+
+class _UpgradeCollector(StreamCollector[GunUpgrade]):
+    """Takes the GunUpgrade, or a refusal: GunResponse and its whole body."""
+
+    def __init__(self, conn: Connection, stream: StreamRef) -> None:
+        super().__init__(conn, stream)
+        self.upgrade: GunUpgrade | None = None
+        self.response: GunResponse | None = None
+        self.body: list[bytes] = []
+
+    def take(self, message: Any) -> bool:
+        match message:
+            case GunUpgrade():
+                self.upgrade = message
+                self.finished = True
+                return True
+            case GunResponse(is_fin=is_fin):
+                self.response = message
+                self.finished = is_fin
+                return True
+            case GunData(is_fin=is_fin, data=chunk) if self.response is not None:
+                self.body.append(chunk)
+                self.finished = is_fin
+                return True
+            case GunTrailers() if self.response is not None:
+                self.finished = True
+                return True
+        return False
+
+    def value(self) -> GunUpgrade:
+        if self.upgrade is not None:
+            return self.upgrade
+        assert self.response is not None
+        raise UpgradeFailed(
+            f"the server refused the WebSocket upgrade of {self.stream!r} with status "
+            f"{self.response.status}",
+            self.stream,
+            self.response.status,
+            self.response.headers,
+            b"".join(self.body),
+        )
+
+
+# -- the Socket API -----------------------------------------------------------------------
+
+
+class Socket:
+    """An upgraded WebSocket stream on its own connection; reusable, lifecycle explicit.
+
+    `connection` and `stream` are exposed so the caller can close the connection. As a
+    context manager it closes the WebSocket and the connection on exit.
+    """
+
+    __slots__ = ("connection", "options", "protocol", "stream")
+
+    def __init__(
+        self, conn: Connection, stream: StreamRef, options: Options, protocol: str | None
+    ) -> None:
+        self.connection = conn
+        self.stream = stream
+        self.options = options
+        self.protocol = protocol
+        """The subprotocol the server chose, if any."""
+
+    def __enter__(self) -> Socket:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _close_all(self)
+
+    def __repr__(self) -> str:
+        return f"<Socket {self.stream!r} on {self.connection!r}>"
+
+
+def connect(*, host: str, port: int, path: str = "/", options: Options | None = None) -> Socket:
+    """Open a connection, upgrade it on `path`, and return the `Socket`.
+
+    On any failure the connection is closed before the error is raised.
+    """
+    if options is None:
+        options = Options()
+    elif not isinstance(options, Options):
+        raise InvalidOptions("options must come from websocket.options()")
+    conn = connection.open(host, port, options.connection)
+    try:
+        protocol = connection.await_up(conn, options.wait_timeout())
+        stream = upgrade_with_protocol(conn, protocol, path, [], options)
+        answer = await_upgrade(conn, stream, options.wait_timeout())
+    except BaseException:
+        _discard(conn)
+        raise
+    chosen = answer.protocols[1] if len(answer.protocols) > 1 else None
+    return Socket(conn, stream, options, chosen)
+
+
+def send_text(socket: Socket, text: str) -> None:
+    if not isinstance(text, str):
+        raise InvalidArgument(f"send_text takes a str, got {type(text).__name__}")
+    send(_check_socket(socket).connection, socket.stream, Text(text))
+
+
+def send_binary(socket: Socket, data: bytes) -> None:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InvalidArgument(f"send_binary takes bytes, got {type(data).__name__}")
+    send(_check_socket(socket).connection, socket.stream, Binary(bytes(data)))
+
+
+def receive_app_frame(socket: Socket, timeout: Timeout | None = None) -> AppFrame:
+    """The next Text or Binary message; control frames are handled, never returned.
+
+    A close from the peer raises `WebSocketClosed` with its code and reason.
+    """
+    _check_socket(socket)
+    limit = socket.options.wait_timeout() if timeout is None else timeout
+    seconds = timeout_seconds(limit)
+    deadline = None if seconds is None else _now() + seconds
+    while True:
+        remaining: Timeout = (
+            Infinity if deadline is None else max(0, int((deadline - _now()) * 1000))
+        )
+        frame = receive(socket.connection, socket.stream, remaining)
+        match frame:
+            case Text() | Binary():
+                return frame
+            case Close(code=code, reason=reason):
+                raise WebSocketClosed(
+                    f"the peer closed the WebSocket (code {code}, reason {reason!r})",
+                    socket.stream,
+                    code,
+                    reason,
+                )
+
+
+def close(socket: Socket) -> None:
+    """Send a close frame (1000). The connection stays open: close it, or use `with_socket`."""
+    _check_socket(socket)
+    send(socket.connection, socket.stream, Close(1000, ""))
+
+
+def with_socket(
+    *,
+    host: str,
+    port: int,
+    path: str = "/",
+    options: Options | None = None,
+    callback: Callable[[Socket], T],
+) -> T:
+    """Connect, run `callback(socket)`, then close the WebSocket and the connection.
+
+    The cleanup also runs when the callback raises; returns the callback's result.
+    """
+    if not callable(callback):
+        raise InvalidArgument(f"callback must be callable, got {callback!r}")
+    with connect(host=host, port=port, path=path, options=options) as socket:
+        return callback(socket)
+
+
+def _check_socket(socket: object) -> Socket:
+    if not isinstance(socket, Socket):
+        raise InvalidArgument(f"expected a websocket.Socket (from connect), got {socket!r}")
+    return socket
+
+
+def _close_all(socket: Socket) -> None:
+    """Close handshake (bounded by the closing timeout), then the connection, then its messages."""
+    conn = socket.connection
+    try:
+        if conn.alive and socket.stream in conn.ws_streams:
+            close(socket)
+            _await_close(socket)
+    except GluegunError:
+        pass
+    finally:
+        _discard(conn)
+
+
+def _await_close(socket: Socket) -> None:
+    closing = socket.options.closing_timeout
+    limit: Timeout = closing if closing is not None else 15_000
+    seconds = timeout_seconds(limit)
+    deadline = _now() + (seconds or 0.0)
+    while True:
+        frame = receive(socket.connection, socket.stream, max(0, int((deadline - _now()) * 1000)))
+        if isinstance(frame, Close):
+            return
+
+
+def _discard(conn: Connection) -> None:
+    connection.close(conn)
+    if conn.owner.mailbox is not None:
+        connection.flush(conn)
+
+
+_now = time.monotonic

@@ -1,0 +1,80 @@
+"""Shared fixtures: the embedded test server, third-party peers, scripted servers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+from peers import uvicorn_server, websockets_server
+
+from gluegun_actors.testing import EmbeddedServer, ScriptedServer, Step
+
+
+@pytest.fixture
+def embedded_server() -> Iterator[EmbeddedServer]:
+    """A fresh EmbeddedServer per test, stopped (threads joined) afterwards."""
+    with EmbeddedServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def uvicorn_port() -> Iterator[int]:
+    """The port of a uvicorn (h11) peer shared by a test module."""
+    with uvicorn_server() as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def websockets_port() -> Iterator[int]:
+    """The port of a websockets echo peer with default options, shared by a test module."""
+    with websockets_server() as port:
+        yield port
+
+
+@pytest.fixture
+def websockets_server_factory() -> Iterator[Callable[..., int]]:
+    """Start websockets peers with options (`subprotocols=`, `compression=`, `max_size=`).
+
+    Returns the port; every peer started is stopped after the test.
+    """
+    with ExitStack() as stack:
+
+        def start(**options: Any) -> int:
+            return stack.enter_context(websockets_server(**options))
+
+        yield start
+
+
+@pytest.fixture
+def scripted_server() -> Iterator[Callable[..., ScriptedServer]]:
+    """Start ScriptedServers from scripts (keyword options pass through); all stopped after."""
+    with ExitStack() as stack:
+
+        def start(scripts: Sequence[Sequence[Step]], **options: Any) -> ScriptedServer:
+            return stack.enter_context(ScriptedServer(scripts, **options))
+
+        yield start
+
+
+@pytest.fixture(autouse=True)
+def isolated_mailbox_and_no_leaked_connections() -> Iterator[None]:
+    """Each test starts with an empty mailbox and must close every connection it opens."""
+    import time
+
+    import pykka
+
+    from gluegun_actors import mailbox
+    from gluegun_actors._actor import ConnectionActor
+
+    mailbox.current().flush()
+    yield
+    deadline = time.monotonic() + 3.0
+    while pykka.ActorRegistry.get_by_class(ConnectionActor) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    leaked = pykka.ActorRegistry.get_by_class(ConnectionActor)
+    for ref in leaked:
+        ref.stop()
+    mailbox.current().flush()
+    assert not leaked, f"the test left {len(leaked)} connection actor(s) running"
