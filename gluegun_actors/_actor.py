@@ -231,15 +231,16 @@ class ConnectionActor(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         self._release()
-        reason = self.exit_reason if self.exit_reason is not None else _CLOSED_BY_CALLER
-        self.conn.exit_reason = reason
-        self.tracer.emit("terminate", reason=reason)
-        if reason != _CLOSED_BY_CALLER and not self.owner_dead:
-            self.owner.deliver(Down(self.conn, reason))
+        if self.exit_reason is None:  # stopped from outside, e.g. ActorRegistry.stop_all()
+            self.exit_reason = _CLOSED_BY_CALLER
+            self.conn.exit_reason = _CLOSED_BY_CALLER
+        self.tracer.emit("terminate", reason=self.exit_reason)
+        self.conn.finished.set()
 
     def on_failure(self, *args: Any) -> None:  # pragma: no cover - on_receive catches all
         self._release()
         self.conn.exit_reason = self.exit_reason or "crashed"
+        self.conn.finished.set()
 
     def _release(self) -> None:
         self._cancel_timers()
@@ -258,7 +259,7 @@ class ConnectionActor(pykka.ThreadingActor):
             self.actor_ref.tell(OwnerDied())
 
     def _terminate(self, reason: object) -> None:
-        """Stop for good: Down(conn, reason) goes to the owner from on_stop."""
+        """Stop for good; `Down(conn, reason)` is the owner's last message of this connection."""
         if self.state is State.STOPPED:
             return
         self.state = State.STOPPED
@@ -274,6 +275,8 @@ class ConnectionActor(pykka.ThreadingActor):
             )
         self.streams.clear()
         self.queued.clear()
+        if not self.owner_dead:
+            self.owner.deliver(Down(self.conn, reason))
         self.stop()
 
     # -- dispatch -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ them visible to the owner, and it reports anything the caller could not see comi
 from __future__ import annotations
 
 import itertools
+import threading
 from typing import TYPE_CHECKING, Any
 
 from gluegun_actors._types import Protocol, StreamRef
@@ -31,6 +32,7 @@ class Connection:
         "__weakref__",
         "actor_ref",
         "exit_reason",
+        "finished",
         "host",
         "id",
         "owner",
@@ -48,6 +50,8 @@ class Connection:
         self.protocol: Protocol | None = None
         self.ws_streams: frozenset[StreamRef] = frozenset()
         self.exit_reason: object = ALIVE
+        self.finished = threading.Event()
+        """Set once the actor has stopped and released its socket and reactor."""
 
     @property
     def alive(self) -> bool:

@@ -127,11 +127,9 @@ def close(conn: Connection) -> None:
     ref = conn.actor_ref
     if ref is None:
         return
-    try:
+    with contextlib.suppress(pykka.ActorDeadError):
         ref.tell(_actor.CloseNow())
-    except pykka.ActorDeadError:
-        return
-    ref.stop(block=True, timeout=_CLOSE_WAIT)
+    conn.finished.wait(_CLOSE_WAIT)
 
 
 def shutdown(conn: Connection) -> None:
