@@ -1,4 +1,4 @@
-"""WebSocket on the connection actor, against the embedded server and `websockets` (Gun's ws suite)."""
+"""WebSocket on the connection actor, against the embedded server and `websockets`."""
 
 from __future__ import annotations
 
@@ -346,9 +346,7 @@ def test_owner_close_waits_for_the_peers_close(embedded_server) -> None:
 
 
 def test_shutdown_sends_1001_and_stops_without_gun_down(embedded_server) -> None:
-    conn, stream, _ = _upgraded(
-        embedded_server.port, options=websocket.options(silence_pings=False)
-    )
+    conn, _, _ = _upgraded(embedded_server.port, options=websocket.options(silence_pings=False))
     connection.shutdown(conn)
     down = mailbox.current().receive(Down, T)
     assert (down.conn, down.reason) == (conn, "normal")

@@ -40,7 +40,7 @@ def test_wrong_accept_key_fails_the_upgrade() -> None:
     with ScriptedServer([[Expect(), Send(bad), Hold()]]) as server:
         conn, stream = _upgrade(server)
         try:
-            with pytest.raises(RemoteProtocolError, match="(?i)accept"):
+            with pytest.raises(RemoteProtocolError, match=r"(?i)accept"):
                 websocket.await_upgrade(conn, stream, T)
             down = mailbox.current().receive(GunDown, T)
             assert down.killed_streams == (stream,)
@@ -125,7 +125,7 @@ def test_invalid_utf8_fails_with_1007() -> None:
         conn, stream = _upgrade(server)
         try:
             websocket.await_upgrade(conn, stream, T)
-            with pytest.raises(RemoteProtocolError, match="(?i)utf-8"):
+            with pytest.raises(RemoteProtocolError, match=r"(?i)utf-8"):
                 websocket.receive(conn, stream, T)
             assert _close_code_sent(server) == 1007
         finally:
