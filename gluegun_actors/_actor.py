@@ -35,6 +35,7 @@ from gluegun_actors import _ws as ws
 from gluegun_actors._handle import Connection
 from gluegun_actors._options import Options
 from gluegun_actors._owner import Owner, as_owner
+from gluegun_actors._pool import PooledActor
 from gluegun_actors._trace import Tracer
 from gluegun_actors._types import Headers, Protocol, StreamRef
 from gluegun_actors.errors import (
@@ -193,10 +194,12 @@ class _Timers:
     generation: int = 0
 
 
-class ConnectionActor(pykka.ThreadingActor):
-    """Owns one socket; speaks HTTP/1.1 and WebSocket; reports to the owner."""
+class ConnectionActor(PooledActor):
+    """Owns one socket; speaks HTTP/1.1 and WebSocket; reports to the owner.
 
-    use_daemon_thread = True
+    Runs on the shared worker pool (`_pool`): thousands of connections cost a few threads.
+    Its handlers never block: sockets are non-blocking and owned by the reactor.
+    """
 
     def __init__(self, conn: Connection, options: Options, reactor: rx.Reactor) -> None:
         super().__init__()
@@ -475,7 +478,8 @@ class ConnectionActor(pykka.ThreadingActor):
                     self.streams[command.stream] = self._new_stream(command)
                 self.queued.append(command)
                 return
-            case State.CLOSING:
+            case State.CLOSING if not (isinstance(command, RequestData) and self.http is not None):
+                # A graceful close still lets the active request finish sending its body.
                 stream = self.streams.pop(command.stream, None) or self._new_stream(command)
                 self._error(stream, StreamError("the connection is shutting down", command.stream))
                 return

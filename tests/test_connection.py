@@ -359,3 +359,14 @@ def _open_fds() -> int:
     import os
 
     return len(os.listdir("/proc/self/fd"))
+
+
+def test_shutdown_lets_the_active_upload_finish(embedded_server) -> None:
+    conn = connection.open("127.0.0.1", embedded_server.port)
+    connection.await_up(conn, T)
+    stream = http.headers(conn, "POST", "/echo", [])
+    http.data(conn, stream, False, b"first ")
+    connection.shutdown(conn)
+    http.data(conn, stream, True, b"last")
+    assert http.await_body(conn, stream, T) == b"first last"
+    assert mailbox.current().receive(Down, T).reason == "normal"
