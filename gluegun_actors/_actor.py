@@ -181,6 +181,7 @@ class _Stream:
     ref: StreamRef
     credits: int | None
     cancelled: bool = False
+    responding: bool = False
     ws_options: WsStreamOptions | None = None
     handshake: ws.Handshake | None = None
 
@@ -619,6 +620,7 @@ class ConnectionActor(PooledActor):
         for event in events:
             match event:
                 case h1.Response(stream=ref, is_fin=is_fin, status=status, headers=headers):
+                    self._response_start(ref)
                     self.tracer.emit("response_headers", stream=ref, status=status, headers=headers)
                     self._to_stream(
                         ref, GunResponse(self.conn, ref, is_fin, status, headers), is_fin
@@ -626,6 +628,7 @@ class ConnectionActor(PooledActor):
                 case h1.Data(stream=ref, is_fin=is_fin, data=data):
                     self._to_stream(ref, GunData(self.conn, ref, is_fin, data), is_fin, counts=True)
                 case h1.Inform(stream=ref, status=status, headers=headers):
+                    self._response_start(ref)
                     self.tracer.emit("response_inform", stream=ref, status=status, headers=headers)
                     self._to_stream(ref, GunInform(self.conn, ref, status, headers), False)
                 case h1.Trailers(stream=ref, headers=headers):
@@ -642,6 +645,12 @@ class ConnectionActor(PooledActor):
                     self._lost(reason, killed)
                     return
         self._flush_out()
+
+    def _response_start(self, ref: StreamRef) -> None:
+        stream = self.streams.get(ref)
+        if stream is not None and not stream.responding:
+            stream.responding = True
+            self.tracer.emit("response_start", stream=ref)
 
     def _to_stream(self, ref: StreamRef, message: Any, is_fin: bool, counts: bool = False) -> None:
         stream = self.streams.get(ref)

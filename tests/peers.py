@@ -158,11 +158,14 @@ def uvicorn_server() -> Iterator[int]:
 
 
 async def _ws_handler(connection: ServerConnection) -> None:
-    """Echo at any path; `/close3333` closes with 3333 "bye"; `/ping` pings b"hi" first."""
+    """Echo at any path; `/close3333` closes with 3333 "bye"; `/ping` pings b"hi" first;
+    `/fragments` first sends one text message in three fragments ("frag", "men", "ted")."""
     path = connection.request.path.split("?", 1)[0] if connection.request else "/"
     if path == "/close3333":
         await connection.close(3333, "bye")
         return
+    if path == "/fragments":
+        await connection.send(iter(["frag", "men", "ted"]))
     if path == "/ping":
         await connection.ping(b"hi")  # the pong waiter is not awaited: just send the ping
     try:
@@ -224,6 +227,7 @@ def websockets_server(
     """Run a websockets 17 echo server in a thread; yield its port.
 
     Paths: any path echoes; `/close3333` closes with code 3333 and reason "bye";
+    `/fragments` sends a text message in three fragments first;
     `/ping` sends a ping with payload b"hi" right after the handshake, then echoes.
     """
     options: dict[str, Any] = {"compression": compression, "max_size": max_size}

@@ -334,6 +334,7 @@ def test_event_handler_sees_gun_event_names(embedded_server) -> None:
         "request_start",
         "request_headers",
         "request_end",
+        "response_start",
         "response_headers",
         "response_end",
         "terminate",
@@ -370,3 +371,27 @@ def test_shutdown_lets_the_active_upload_finish(embedded_server) -> None:
     http.data(conn, stream, True, b"last")
     assert http.await_body(conn, stream, T) == b"first last"
     assert mailbox.current().receive(Down, T).reason == "normal"
+
+
+def test_many_threads_each_with_their_own_connections(embedded_server) -> None:
+    errors: list[BaseException] = []
+    results: dict[int, list[bytes]] = {}
+
+    def worker(index: int) -> None:
+        try:
+            conns = [connection.open("127.0.0.1", embedded_server.port) for _ in range(3)]
+            streams = [(c, http.post(c, "/echo", [], f"{index}-{n}")) for n, c in enumerate(conns)]
+            results[index] = [http.await_body(c, s, T) for c, s in reversed(streams)]
+            for conn in conns:
+                connection.close(conn)
+            assert len(mailbox.current()) == len(conns)  # each GunUp, never awaited
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert errors == []
+    assert results == {i: [f"{i}-{n}".encode() for n in (2, 1, 0)] for i in range(6)}

@@ -136,6 +136,14 @@ def test_fragmented_messages_arrive_whole(embedded_server) -> None:
         connection.close(conn)
 
 
+def test_a_fragmented_message_from_websockets_arrives_whole(websockets_port: int) -> None:
+    conn, stream, _ = _upgraded(websockets_port, "/fragments")
+    try:
+        assert websocket.receive(conn, stream, T) == Text("fragmented")
+    finally:
+        connection.close(conn)
+
+
 def test_subprotocol_is_negotiated(websockets_server_factory) -> None:
     port = websockets_server_factory(subprotocols=["superchat", "chat"])
     options = websocket.options(subprotocols=["chat"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -103,6 +104,32 @@ def test_closing_timeout_bounds_the_close_with_a_frozen_peer() -> None:
             assert down.killed_streams == (stream,)
         finally:
             connection.close(conn)
+
+
+def test_shutdown_sends_close_1001() -> None:
+    with ScriptedServer([[Expect(), WsAccept(), Hold()]]) as server:
+        conn, stream = _upgrade(server, websocket.options(closing_timeout=200))
+        websocket.await_upgrade(conn, stream, T)
+        connection.shutdown(conn)
+        assert _close_code_sent(server) == 1001
+        assert mailbox.current().receive(Down, T).reason == "normal"
+
+
+def test_owner_death_sends_close_1001() -> None:
+    with ScriptedServer([[Expect(), WsAccept(), Hold()]]) as server:
+        box: dict[str, connection.Connection] = {}
+
+        def owner() -> None:
+            conn, stream = _upgrade(server, websocket.options(closing_timeout=200))
+            websocket.await_upgrade(conn, stream, T)
+            box["conn"] = conn
+
+        thread = threading.Thread(target=owner)
+        thread.start()
+        thread.join(5)
+        assert _close_code_sent(server) == 1001
+        assert box["conn"].finished.wait(5)
+        assert box["conn"].exit_reason == "owner_down"
 
 
 def test_an_oversized_message_fails_with_1009() -> None:
