@@ -38,6 +38,15 @@ behind it waits. When all workers block on replies from actors that are queued o
 same scheduler, the pool deadlocks. Handlers should reply with messages, not wait; an
 actor that must block belongs on its own `Scheduler` or stays a `ThreadingActor`.
 
+Direct handoff. When a thread that is not running an actor tells an idle actor of a
+scheduler made with `handoff=True` (the default), that thread runs the actor's turn
+itself instead of waking a worker, as Erlang's scheduler runs the process it just woke:
+a request from a caller is written to the socket without a thread switch, and the
+reactor thread parses what it read without one either. It is still the actor's turn:
+the inbox is marked scheduled first, so no other thread runs the actor meanwhile, and
+anything left after one batch goes to the workers. A thread already inside an actor's
+turn (a worker, or a handoff in progress) only queues, so turns never nest.
+
 Workers start with the first live actor of a scheduler and are told to exit when its
 last actor has stopped (a reference count, like `_reactor.acquire_reactor`), so nothing
 lingers; `Scheduler.join` waits for them. Workers are daemon threads named
@@ -91,6 +100,7 @@ class Scheduler:
         *,
         batch: int = DEFAULT_BATCH,
         name: str = DEFAULT_NAME,
+        handoff: bool = True,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
@@ -99,6 +109,7 @@ class Scheduler:
         self.workers: Final = workers
         self.batch: Final = batch
         self.name: Final = name
+        self.handoff: Final = handoff
         self._changed = threading.Condition(threading.Lock())
         self._actors = 0  # live actors; guarded by _changed
         self._crew: _Crew | None = None  # the running threads while _actors > 0
@@ -156,6 +167,27 @@ class Scheduler:
             self._actors += 1
             return crew.runnable.put
 
+    def _wake(self, enqueue: Callable[[_Inbox], None]) -> Callable[[_Inbox], None]:
+        """How a put wakes an idle inbox: a handoff to the telling thread, or the run queue."""
+        if not self.handoff:
+            return enqueue
+        batch = self.batch
+
+        def wake(inbox: _Inbox) -> None:
+            if _turn.active:
+                enqueue(inbox)
+                return
+            _turn.active = True
+            try:
+                inbox.run(batch)
+            except BaseException:
+                log.exception("a handed-off turn of %s failed; stopping that actor", inbox)
+                inbox.abort()
+            finally:
+                _turn.active = False
+
+        return wake
+
     def _release(self) -> None:
         """Count one actor less; the last one tells the workers to exit."""
         with self._changed:
@@ -193,8 +225,18 @@ class _Crew:
             thread.start()
 
 
+class _Turn(threading.local):
+    """Whether this thread is inside an actor's turn (then a put never hands off)."""
+
+    active = False
+
+
+_turn = _Turn()
+
+
 def _work(runnable: queue.SimpleQueue[_Inbox | None], batch: int) -> None:
     """A worker: run queued inboxes until told to exit. Never dies of an actor's fault."""
+    _turn.active = True
     get = runnable.get
     while (inbox := get()) is not None:
         try:
@@ -241,7 +283,16 @@ class _Inbox:
     so the lock is needed only where the worker concludes "empty, go idle".
     """
 
-    __slots__ = ("_actor", "_enqueue", "_label", "_lock", "_messages", "_release", "_state")
+    __slots__ = (
+        "_actor",
+        "_enqueue",
+        "_label",
+        "_lock",
+        "_messages",
+        "_release",
+        "_state",
+        "_wake",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -249,6 +300,7 @@ class _Inbox:
         self._state = _NEW
         self._actor: PooledActor | None = None  # set from start until dead
         self._enqueue: Callable[[_Inbox], None] | None = None
+        self._wake: Callable[[_Inbox], None] | None = None
         self._release: Callable[[], None] | None = None
         self._label = "an unstarted pooled actor"
 
@@ -269,9 +321,9 @@ class _Inbox:
         if state is _DEAD:
             self._refuse(envelope)
             return
-        enqueue = self._enqueue
-        assert enqueue is not None
-        enqueue(self)
+        wake = self._wake
+        assert wake is not None
+        wake(self)
 
     def get(self) -> Envelope[Any]:
         """Pop the oldest envelope without waiting (the scheduler, not a loop, drains us)."""
@@ -293,12 +345,14 @@ class _Inbox:
         actor: PooledActor,
         enqueue: Callable[[_Inbox], None],
         release: Callable[[], None],
+        wake: Callable[[_Inbox], None] | None = None,
     ) -> None:
         with self._lock:
             if self._state is not _NEW:
                 raise RuntimeError(f"{actor} was already started")
             self._actor = actor
             self._enqueue = enqueue
+            self._wake = wake or enqueue
             self._release = release
             self._label = str(actor)
             self._state = _STARTING
@@ -412,7 +466,7 @@ class PooledActor(pykka.Actor):
         assert isinstance(inbox, _Inbox)
         enqueue = scheduler._acquire()
         try:
-            inbox.start(self, enqueue, scheduler._release)
+            inbox.start(self, enqueue, scheduler._release, scheduler._wake(enqueue))
         except BaseException:
             scheduler._release()
             ActorRegistry.unregister(self.actor_ref)

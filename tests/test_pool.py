@@ -323,7 +323,7 @@ def test_one_actor_is_never_run_by_two_workers_at_once() -> None:
 
 
 def test_a_flooded_actor_yields_its_worker_after_one_batch() -> None:
-    scheduler = Scheduler(1, batch=DEFAULT_BATCH, name="test-fair")
+    scheduler = Scheduler(1, batch=DEFAULT_BATCH, name="test-fair", handoff=False)
     order: list[str] = []
     gate = threading.Event()
 
@@ -440,3 +440,44 @@ def test_actors_without_a_scheduler_use_the_default_one() -> None:
 def test_a_scheduler_refuses_limits_below_one(workers: int, batch: int) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Scheduler(workers, batch=batch)
+
+
+class Threads(PooledActor):
+    """Records the thread that ran each turn; `relay` tells another actor from inside one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+
+    def on_receive(self, message: Any) -> Any:
+        self.threads.append(threading.current_thread().name)
+        if isinstance(message, tuple) and message[0] == "relay":
+            message[1].tell("relayed")
+        return list(self.threads)
+
+
+def test_a_tell_to_an_idle_actor_runs_in_the_telling_thread(pool: Scheduler) -> None:
+    ref = on(pool, Threads).start()
+    assert ref.ask("warm up", timeout=WAIT)
+    ref.tell("direct")
+    threads = ref.ask("check", timeout=WAIT)
+    assert threads[-2] == threading.current_thread().name
+
+
+def test_a_tell_from_inside_a_turn_is_queued_for_a_worker(pool: Scheduler) -> None:
+    first, second = on(pool, Threads).start(), on(pool, Threads).start()
+    first.ask("warm up", timeout=WAIT)
+    second.ask("warm up", timeout=WAIT)
+    first.tell(("relay", second))  # runs here; its tell to `second` goes to a worker
+    threads = second.ask("check", timeout=WAIT)
+    assert threads[0] == threading.current_thread().name
+    assert threads[1].startswith("test-pool-")
+
+
+def test_without_handoff_every_turn_runs_on_a_worker() -> None:
+    scheduler = Scheduler(1, name="test-nohandoff", handoff=False)
+    ref = on(scheduler, Threads).start()
+    threads = ref.ask("check", timeout=WAIT)
+    assert threads == ["test-nohandoff-0"]
+    ref.stop()
+    assert scheduler.join(timeout=WAIT)
