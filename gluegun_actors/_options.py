@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from gluegun_actors.mailbox import Mailbox
 
 EventHandler = Callable[[str, Mapping[str, Any]], None]
-"""Called as `handler(event_name, fields)` in the connection's thread (Gun's event_handler)."""
+"""Called as `handler(event_name, fields)` during the connection actor's turn; must not block."""
 
 RetryFun = Callable[[int, "Options"], tuple[int, int]]
 """`retry_fun(retries_left, options) -> (retries_left_after, delay_ms)`, as Gun's retry_fun."""
