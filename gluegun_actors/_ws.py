@@ -45,7 +45,7 @@ import hashlib
 import os
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
@@ -520,8 +520,8 @@ _XOR_TABLES: Final = [
 ]
 
 
-def _mask(payload: bytes, key: bytes) -> bytes | bytearray:
-    """XOR `payload` with the repeated 4-byte `key` (RFC 6455 5.3)."""
+def _mask_python(payload: bytes, key: bytes) -> bytes | bytearray:
+    """XOR `payload` with the repeated 4-byte `key` (RFC 6455 5.3), in pure Python."""
     n = len(payload)
     if n < _INT_MASK_LIMIT:
         stream = (key * ((n >> 2) + 1))[:n]
@@ -532,6 +532,13 @@ def _mask(payload: bytes, key: bytes) -> bytes | bytearray:
     for offset in range(4):
         out[offset::4] = out[offset::4].translate(_XOR_TABLES[key[offset]])
     return out
+
+
+_mask: Callable[[bytes, bytes], bytes | bytearray]
+try:  # the optional C masking of the websockets package (gluegun_actors[speedups]):
+    from websockets.speedups import apply_mask as _mask  # 64 KiB in ~3 us instead of ~130 us
+except ImportError:  # pragma: no cover - depends on what is installed
+    _mask = _mask_python
 
 
 _Utf8Decoder: Final = codecs.getincrementaldecoder("utf-8")

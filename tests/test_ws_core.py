@@ -7,6 +7,7 @@ frames through wsproto's server `Connection`, and hostile frames are built by ha
 from __future__ import annotations
 
 import base64
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from wsproto.events import Pong as WsPong
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import FrameDecoder, Opcode
 
+from gluegun_actors import _ws
 from gluegun_actors._ws import (
     CLOSED,
     LOCAL_CLOSING,
@@ -770,3 +772,11 @@ def test_corrupt_compressed_data_fails_with_1007() -> None:
     assert_failed(
         client.receive_data(server_frame(0x2, garbage, rsv=0x40)), RemoteProtocolError, 1007
     )
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 1023, 1024, 1025, 70_000])
+def test_masking_in_python_matches_the_reference(size: int) -> None:
+    payload, key = os.urandom(size), os.urandom(4)
+    expected = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    assert bytes(_ws._mask_python(payload, key)) == expected
+    assert bytes(_ws._mask(payload, key)) == expected
