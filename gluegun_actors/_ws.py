@@ -103,6 +103,8 @@ MAX_CLOSE_REASON: Final = MAX_CONTROL_PAYLOAD - 2
 
 _INT_MASK_LIMIT: Final = 1024
 """Below this payload size masking through one big-int XOR beats four `translate` passes."""
+_MASK_KEY_BATCH: Final = 256
+"""Masking keys drawn from `os.urandom` per call (RFC 6455 10.3 asks for a strong source)."""
 
 # --------------------------------------------------------------------------- settings
 
@@ -560,6 +562,7 @@ class WsConnection:
         "_close_reason",
         "_decoder",
         "_deflate",
+        "_keys",
         "_max_size",
         "_message",
         "_out",
@@ -585,6 +588,7 @@ class WsConnection:
         self._close_code: int | None = None
         self._close_reason = ""
         self._out: list[bytes | bytearray] = []
+        self._keys: list[bytes] = []
         # Message assembly: `_message` is the opcode of the message in progress, or None.
         self._message: Opcode | None = None
         self._size = 0
@@ -843,7 +847,11 @@ class WsConnection:
     def _queue_frame(self, first: int, payload: bytes) -> None:
         """Append a masked client frame: header and masking key, then the masked payload."""
         n = len(payload)
-        key = os.urandom(4)
+        keys = self._keys
+        if not keys:  # masking keys come from the OS's CSPRNG, a batch per system call
+            batch = os.urandom(4 * _MASK_KEY_BATCH)
+            keys.extend(batch[i : i + 4] for i in range(0, len(batch), 4))
+        key = keys.pop()
         if n < 126:
             self._out.append(_HEAD_7.pack(first, _MASKED | n, key))
         elif n < 65536:
