@@ -19,12 +19,11 @@ from gluegun_actors import _actor
 from gluegun_actors import _reactor as rx
 from gluegun_actors._await import (
     MessageFuture,
+    Wait,
     check_connection,
     check_stream,
-    ends_connection,
-    give_back_failure,
+    future,
     owner_mailbox,
-    receive_future,
     wait,
 )
 from gluegun_actors._handle import Connection
@@ -99,22 +98,26 @@ def open(host: str, port: int, options: Options | None = None) -> Connection:
 
 def await_up(conn: Connection, timeout: Timeout = 5000) -> Protocol:
     """Wait until `conn` is up and return its protocol; raise if it stops first."""
-    return wait(lambda: await_up_future(conn), conn, timeout, "GunUp")
+    return wait(_UpWait(check_connection(conn)), timeout, "GunUp")
 
 
 def await_up_future(conn: Connection) -> MessageFuture[Protocol]:
     """`await_up` as a Pykka future (for `pykka.get_all` over many connections)."""
-    check_connection(conn)
+    return future(_UpWait(check_connection(conn)))
 
-    def match(message: object) -> bool:
-        return (type(message) is GunUp and message.conn is conn) or ends_connection(conn, message)
 
-    def convert(message: Any) -> Protocol:
+class _UpWait(Wait[Protocol]):
+    protocol: Protocol
+
+    def take(self, message: Any) -> bool:
         if type(message) is GunUp:
-            return message.protocol
-        raise give_back_failure(conn, message)
+            self.protocol = message.protocol
+            self.finished = True
+            return True
+        return False
 
-    return receive_future(conn, match, convert)
+    def value(self) -> Protocol:
+        return self.protocol
 
 
 def close(conn: Connection) -> None:

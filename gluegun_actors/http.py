@@ -12,22 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from gluegun_actors import _actor
-from gluegun_actors._await import (
-    MessageFuture,
-    StreamCollector,
-    check_connection,
-    check_stream,
-    collect_future,
-    ends_stream,
-    give_back_failure,
-    of_stream,
-    receive_future,
-    wait,
-)
+from gluegun_actors._await import MessageFuture, Wait, check_connection, check_stream, future, wait
 from gluegun_actors._handle import Connection
 from gluegun_actors._types import Headers, Protocol, StreamRef, Timeout, check_headers
 from gluegun_actors.errors import BadStateError, InvalidArgument, LocalProtocolError
 from gluegun_actors.events import GunData, GunInform, GunResponse, GunTrailers, GunUpgrade
+from gluegun_actors.mailbox import Keep
 
 __all__ = [
     "await_body",
@@ -143,11 +133,11 @@ def _bytes(body: object) -> bytes:
 
 def await_response(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> GunResponse:
     """Wait for the stream's `GunResponse` (1xx informs are taken and skipped)."""
-    return wait(lambda: await_response_future(conn, stream), conn, timeout, "response")
+    return wait(_ResponseWait(check_connection(conn), check_stream(stream)), timeout, "response")
 
 
 def await_response_future(conn: Connection, stream: StreamRef) -> MessageFuture[GunResponse]:
-    return collect_future(conn, _ResponseCollector(check_connection(conn), check_stream(stream)))
+    return future(_ResponseWait(check_connection(conn), check_stream(stream)))
 
 
 def await_body(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> bytes:
@@ -156,39 +146,39 @@ def await_body(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> 
     Takes the response head too if it is still queued, and the trailers if any. The
     timeout bounds the whole body; on timeout every message taken is given back.
     """
-    return wait(lambda: await_body_future(conn, stream), conn, timeout, "complete body")
+    waiting = _BodyWait(check_connection(conn), check_stream(stream))
+    return wait(waiting, timeout, "complete body")
 
 
 def await_body_future(conn: Connection, stream: StreamRef) -> MessageFuture[bytes]:
-    return collect_future(conn, _BodyCollector(check_connection(conn), check_stream(stream)))
+    return future(_BodyWait(check_connection(conn), check_stream(stream)))
 
 
 def await_next(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> Any:
     """The next message of the stream, whatever it is (Gun's `gun:await`); errors raise."""
-    return wait(lambda: await_next_future(conn, stream), conn, timeout, "message")
+    return wait(_NextWait(check_connection(conn), check_stream(stream)), timeout, "message")
 
 
 def await_next_future(conn: Connection, stream: StreamRef) -> MessageFuture[Any]:
-    check_connection(conn)
-    check_stream(stream)
-
-    def match(message: object) -> bool:
-        return of_stream(conn, stream, message) or ends_stream(conn, stream, message)
-
-    def convert(message: Any) -> Any:
-        if of_stream(conn, stream, message):
-            return message
-        raise give_back_failure(conn, message)
-
-    return receive_future(conn, match, convert)
+    return future(_NextWait(check_connection(conn), check_stream(stream)))
 
 
-class _ResponseCollector(StreamCollector[GunResponse]):
-    def __init__(self, conn: Connection, stream: StreamRef) -> None:
-        super().__init__(conn, stream)
-        self.response: GunResponse | None = None
+class _NextWait(Wait[Any]):
+    message: Any
 
     def take(self, message: Any) -> bool:
+        self.message = message
+        self.finished = True
+        return True
+
+    def value(self) -> Any:
+        return self.message
+
+
+class _ResponseWait(Wait[GunResponse]):
+    response: GunResponse
+
+    def take(self, message: Any) -> bool | Keep:
         match message:
             case GunInform():
                 return True
@@ -197,20 +187,17 @@ class _ResponseCollector(StreamCollector[GunResponse]):
                 self.finished = True
                 return True
             case GunUpgrade():
-                self.error = BadStateError(
+                error = BadStateError(
                     f"{self.stream!r} was upgraded to WebSocket: use websocket.await_upgrade"
                 )
-                self.give_back = True
-                self.finished = True
-                return True
+                return self.fail(error, keep=True)
         return False
 
     def value(self) -> GunResponse:
-        assert self.response is not None
         return self.response
 
 
-class _BodyCollector(StreamCollector[bytes]):
+class _BodyWait(Wait[bytes]):
     def __init__(self, conn: Connection, stream: StreamRef) -> None:
         super().__init__(conn, stream)
         self.parts: list[bytes] = []

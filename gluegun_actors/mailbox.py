@@ -68,8 +68,10 @@ from gluegun_actors.errors import AwaitTimeout, BadStateError, InvalidArgument
 
 __all__ = [
     "GIVE_BACK_INSERT_LIMIT",
+    "KEEP",
     "SCAN_MARKS_LIMIT",
     "Collector",
+    "Keep",
     "Mailbox",
     "Match",
     "current",
@@ -122,6 +124,19 @@ def predicate(match: Match) -> Callable[[object], bool]:
     )
 
 
+class Keep:
+    """The type of `KEEP`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Final = Keep()
+"""What `Collector.offer` returns for a message that ends the wait but stays queued."""
+
+
 class Collector(Protocol[T_co]):
     """A wait that may take several messages, such as every message of an HTTP body.
 
@@ -134,9 +149,13 @@ class Collector(Protocol[T_co]):
     collector should not start wanting messages it declined; and a collector whose
     `offer` raises may be asked again about a message before it is dropped, so
     declining must leave it unchanged.
+
+    `offer` may also return `KEEP`: the message ends the wait (`done` is not asked) but
+    is not taken: it stays in place for the owner and the other waits. The await helpers
+    use it for the messages that end every wait on a connection (`GunDown`, `Down`).
     """
 
-    def offer(self, message: object) -> bool: ...
+    def offer(self, message: object) -> bool | Keep: ...
 
     def done(self) -> bool: ...
 
@@ -497,7 +516,10 @@ class Mailbox:
                 start = bisect_left(queue, mark, key=_seq_of)
         indices: list[int] = []
         for index, (seq, message) in enumerate(islice(queue, start, None), start):
-            if collector.offer(message):
+            verdict = collector.offer(message)
+            if verdict is KEEP:
+                return True, indices
+            if verdict:
                 indices.append(index)
                 if collector.done():
                     if key is not None:
@@ -555,7 +577,11 @@ class Mailbox:
         work = sorted(entries, key=_seq_of)  # a sorted list is a heap
         while work:
             entry = heapq.heappop(work)
-            wait, done, error = self._offer_locked(entry[1])
+            wait, done, error, kept = self._offer_locked(entry[1])
+            for keeper in kept:  # ended by this message, which stays for the others
+                del self._waits[keeper]
+                keeper.state = _State.DONE
+                outcomes.append((keeper, None))
             if wait is None:
                 unclaimed.append(entry)
             elif error is not None:
@@ -579,15 +605,22 @@ class Mailbox:
         self._restore_locked(unclaimed)
         return outcomes
 
-    def _offer_locked(self, message: object) -> tuple[_Wait[Any] | None, bool, Exception | None]:
-        """The first registered wait that takes `message`, whether it is done, or its error."""
+    def _offer_locked(
+        self, message: object
+    ) -> tuple[_Wait[Any] | None, bool, Exception | None, list[_Wait[Any]]]:
+        """The first registered wait that takes `message`, whether it is done, or its error;
+        and the waits before it that `KEEP` it (ended by it, without taking it)."""
+        kept: list[_Wait[Any]] = []
         for wait in self._waits:
             try:
-                if wait.collector.offer(message):
-                    return wait, wait.collector.done(), None
+                verdict = wait.collector.offer(message)
             except Exception as exc:
-                return wait, False, exc
-        return None, False, None
+                return wait, False, exc, kept
+            if verdict is KEEP:
+                kept.append(wait)
+            elif verdict:
+                return wait, wait.collector.done(), None, kept
+        return None, False, None, kept
 
     def _restore_locked(self, entries: list[_Entry]) -> None:
         """Put entries (ascending) back into the queue at their places by sequence number."""

@@ -22,19 +22,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
-from gluegun_actors import _actor, _await, connection
+from gluegun_actors import _actor, connection
 from gluegun_actors import _ws as ws
-from gluegun_actors._await import (
-    GiveBack,
-    MessageFuture,
-    StreamCollector,
-    check_connection,
-    check_stream,
-    collect_future,
-    ends_stream,
-    give_back_failure,
-    wait,
-)
+from gluegun_actors._await import MessageFuture, Wait, check_connection, check_stream, future, wait
 from gluegun_actors._handle import Connection
 from gluegun_actors._options import _milliseconds
 from gluegun_actors._types import (
@@ -56,6 +46,7 @@ from gluegun_actors.errors import (
     WebSocketClosed,
 )
 from gluegun_actors.events import GunData, GunResponse, GunTrailers, GunUpgrade, GunWs
+from gluegun_actors.mailbox import Keep
 from gluegun_actors.message import AppFrame, Binary, Close, Frame, Ping, Pong, Text
 
 __all__ = [
@@ -215,12 +206,11 @@ def await_upgrade(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) 
 
     A non-101 answer raises `UpgradeFailed` with its status, headers and body.
     """
-    return wait(lambda: await_upgrade_future(conn, stream), conn, timeout, "upgrade")
+    return wait(_UpgradeWait(check_connection(conn), check_stream(stream)), timeout, "upgrade")
 
 
 def await_upgrade_future(conn: Connection, stream: StreamRef) -> MessageFuture[GunUpgrade]:
-    collector = _UpgradeCollector(check_connection(conn), check_stream(stream))
-    return collect_future(conn, collector)
+    return future(_UpgradeWait(check_connection(conn), check_stream(stream)))
 
 
 def send(conn: Connection, stream: StreamRef, frame: Frame | Sequence[Frame]) -> None:
@@ -250,36 +240,38 @@ def send(conn: Connection, stream: StreamRef, frame: Frame | Sequence[Frame]) ->
 
 def receive(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> Frame:
     """The next frame of an upgraded stream (Close frames too; pings when not silenced)."""
-    return wait(lambda: receive_future(conn, stream), conn, timeout, "WebSocket frame")
+    waiting = _FrameWait(check_connection(conn), check_stream(stream))
+    return wait(waiting, timeout, "WebSocket frame")
 
 
 def receive_future(conn: Connection, stream: StreamRef) -> MessageFuture[Frame]:
     """`receive` as a Pykka future."""
-    check_connection(conn)
-    check_stream(stream)
+    return future(_FrameWait(check_connection(conn), check_stream(stream)))
 
-    def match(message: object) -> bool:
-        kind = type(message)
-        if kind in (GunWs, GunUpgrade, GunResponse):
-            return message.conn is conn and message.stream == stream  # type: ignore[attr-defined]
-        return ends_stream(conn, stream, message)
 
-    def convert(message: Any) -> Frame:
+class _FrameWait(Wait[Frame]):
+    """One frame; an upgrade answer still queued ends it with "call await_upgrade first"."""
+
+    frame: Frame
+
+    def take(self, message: Any) -> bool | Keep:
         if type(message) is GunWs:
-            return message.frame
+            self.frame = message.frame
+            self.finished = True
+            return True
         if type(message) in (GunUpgrade, GunResponse):
-            raise GiveBack(
-                BadStateError(
-                    f"the upgrade answer of {stream!r} is still in the mailbox: call "
-                    "websocket.await_upgrade before websocket.receive"
-                )
+            error = BadStateError(
+                f"the upgrade answer of {self.stream!r} is still in the mailbox: call "
+                "websocket.await_upgrade before websocket.receive"
             )
-        raise give_back_failure(conn, message)
+            return self.fail(error, keep=True)
+        return False
 
-    return _await.receive_future(conn, match, convert)
+    def value(self) -> Frame:
+        return self.frame
 
 
-class _UpgradeCollector(StreamCollector[GunUpgrade]):
+class _UpgradeWait(Wait[GunUpgrade]):
     """Takes the GunUpgrade, or a refusal: GunResponse and its whole body."""
 
     def __init__(self, conn: Connection, stream: StreamRef) -> None:

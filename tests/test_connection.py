@@ -267,6 +267,11 @@ def test_flush_connection_removes_its_messages_only(embedded_server) -> None:
         sa, sb = http.get(a, "/"), http.get(b, "/")
         http.await_response(a, sa, T)
         http.await_response(b, sb, T)
+        assert _wait_until(
+            lambda: any(
+                isinstance(m, GunData) and m.conn is a for m in mailbox.current().messages()
+            )
+        )
         removed = connection.flush(a)
         assert removed >= 1
         assert all(m.conn is b for m in mailbox.current().messages())
