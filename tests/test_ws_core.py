@@ -30,7 +30,8 @@ from wsproto.events import Pong as WsPong
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import FrameDecoder, Opcode
 
-from gluegun_actors import _ws
+from gluegun_actors import _frames, _ws
+from gluegun_actors._frames import FrameParser, Piece
 from gluegun_actors._ws import (
     CLOSED,
     LOCAL_CLOSING,
@@ -780,3 +781,282 @@ def test_masking_in_python_matches_the_reference(size: int) -> None:
     expected = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
     assert bytes(_ws._mask_python(payload, key)) == expected
     assert bytes(_ws._mask(payload, key)) == expected
+
+
+# ----------------------------------------------------------------------------- frame parser
+
+
+def parse_all(parser: FrameParser, *reads: bytes) -> list[Piece]:
+    """The pieces `parser` hands over for `reads`, in order."""
+    return [piece for read in reads for piece in parser.parse(read)]
+
+
+def messages_of(pieces: list[Piece]) -> list[tuple[int, bytes]]:
+    """Whole messages and control frames from parser pieces (data pieces joined)."""
+    out: list[tuple[int, bytes]] = []
+    parts: list[bytes] = []
+    for opcode, payload, done in pieces:
+        if opcode >= _frames.CLOSE:
+            out.append((opcode, payload))
+            continue
+        parts.append(payload)
+        if done:
+            out.append((opcode, b"".join(parts)))
+            parts = []
+    return out
+
+
+MIXED_WIRE = (
+    server_frame(0x1, "snow ☃".encode())
+    + server_frame(0x2, bytes(range(200)))  # 16-bit length
+    + server_frame(0x1, b"frag", fin=False)
+    + server_frame(0x9, b"ping")
+    + server_frame(0x0, "ment ☃".encode(), fin=False)
+    + server_frame(0x0, b"", fin=False)
+    + server_frame(0x0, b"ed")
+    + server_frame(0xA, b"")
+    + server_frame(0x2, b"")
+)
+MIXED_EVENTS: list[WsEvent] = [
+    Received(Text("snow ☃")),
+    Received(Binary(bytes(range(200)))),
+    Received(Ping(b"ping")),
+    Received(Text("fragment ☃ed")),
+    Received(Pong(b"")),
+    Received(Binary(b"")),
+]
+
+
+def test_parser_hands_over_a_whole_frame_as_one_done_piece() -> None:
+    parser = FrameParser(1 << 20)
+    assert parser.parse(server_frame(0x2, b"abc")) == [(_frames.BINARY, b"abc", True)]
+    assert not parser.mid_frame
+
+
+def test_parser_reads_many_frames_from_one_buffer() -> None:
+    pieces = FrameParser(1 << 20).parse(server_frame(0x1, b"a") * 50 + server_frame(0x2, b"b"))
+    assert pieces == [(_frames.TEXT, b"a", True)] * 50 + [(_frames.BINARY, b"b", True)]
+
+
+def test_parser_reads_a_16_bit_length() -> None:
+    payload = os.urandom(300)
+    wire = server_frame(0x2, payload)
+    assert wire[1] == 126
+    assert FrameParser(1 << 20).parse(wire) == [(_frames.BINARY, payload, True)]
+
+
+def test_parser_reads_a_64_bit_length() -> None:
+    payload = os.urandom(70_000)
+    wire = server_frame(0x2, payload)
+    assert wire[1] == 127
+    assert FrameParser(1 << 20).parse(wire) == [(_frames.BINARY, payload, True)]
+
+
+def test_parser_resolves_continuation_frames_to_the_message_opcode() -> None:
+    wire = server_frame(0x2, b"a", fin=False) + server_frame(0x0, b"b")
+    assert FrameParser(100).parse(wire) == [
+        (_frames.BINARY, b"a", False),
+        (_frames.BINARY, b"b", True),
+    ]
+
+
+def test_parser_hands_over_a_partial_data_frame_as_it_arrives() -> None:
+    parser = FrameParser(1 << 20)
+    wire = server_frame(0x2, bytes(range(100)))
+    assert parser.parse(wire[:12]) == [(_frames.BINARY, bytes(range(10)), False)]
+    assert parser.mid_frame
+    assert parser.parse(wire[12:]) == [(_frames.BINARY, bytes(range(10, 100)), True)]
+    assert not parser.mid_frame
+
+
+def test_parser_waits_for_a_whole_control_frame() -> None:
+    parser = FrameParser(100)
+    wire = server_frame(0x9, b"0123456789")
+    assert parser.parse(wire[:7]) == []
+    assert parser.mid_frame
+    assert parser.parse(wire[7:]) == [(_frames.PING, b"0123456789", True)]
+
+
+def test_parser_fed_one_byte_at_a_time_gives_the_same_messages() -> None:
+    whole = messages_of(FrameParser(1 << 20).parse(MIXED_WIRE))
+    parser = FrameParser(1 << 20)
+    pieces = parse_all(parser, *(MIXED_WIRE[i : i + 1] for i in range(len(MIXED_WIRE))))
+    assert messages_of(pieces) == whole
+    assert len(whole) == len(MIXED_EVENTS)
+
+
+def test_connection_fed_one_byte_at_a_time_reports_every_message() -> None:
+    p = pair()
+    events = [
+        e for i in range(len(MIXED_WIRE)) for e in p.client.receive_data(MIXED_WIRE[i : i + 1])
+    ]
+    assert events == MIXED_EVENTS
+
+
+def test_frames_split_at_every_boundary_give_the_same_events() -> None:
+    for split in range(1, len(MIXED_WIRE)):
+        p = pair()
+        events = p.client.receive_data(MIXED_WIRE[:split]) + p.client.receive_data(
+            MIXED_WIRE[split:]
+        )
+        assert events == MIXED_EVENTS, split
+
+
+@pytest.mark.parametrize("split", [*range(1, 12), 5000, 65536, 70_009, 70_010])
+def test_64_bit_frame_split_anywhere_is_delivered_whole(split: int) -> None:
+    payload = os.urandom(70_000)
+    wire = server_frame(0x2, payload) + server_frame(0x1, b"next")
+    p = pair()
+    events = p.client.receive_data(wire[:split]) + p.client.receive_data(wire[split:])
+    assert events == [Received(Binary(payload)), Received(Text("next"))]
+
+
+def test_large_frame_in_64_kib_reads_is_not_buffered() -> None:
+    payload = os.urandom(300_000)
+    wire = server_frame(0x2, payload)
+    parser = FrameParser(1 << 20)
+    reads = [wire[i : i + 65536] for i in range(0, len(wire), 65536)]
+    pieces = [parser.parse(read) for read in reads]
+    # each read's payload bytes are handed over at once: nothing waits in the parser
+    assert [sum(len(piece[1]) for piece in batch) for batch in pieces] == [
+        len(reads[0]) - 10,
+        *(len(read) for read in reads[1:]),
+    ]
+    assert b"".join(piece[1] for batch in pieces for piece in batch) == payload
+    assert pieces[-1][-1][2] is True
+
+
+def test_parser_takes_a_bytearray() -> None:
+    ((opcode, payload, done),) = FrameParser(100).parse(bytearray(server_frame(0x2, b"xy")))
+    assert (opcode, payload, done) == (_frames.BINARY, b"xy", True)
+    assert type(payload) is bytes
+
+
+def test_parser_reads_nothing_after_a_close_frame() -> None:
+    parser = FrameParser(100)
+    wire = server_frame(0x8, close_payload(1000)) + server_frame(0x3)
+    assert parser.parse(wire) == [(_frames.CLOSE, close_payload(1000), True)]
+    assert parser.error is None
+    assert parser.parse(server_frame(0x1, b"late")) == []
+
+
+def test_close_followed_by_garbage_finishes_normally() -> None:
+    p = pair()
+    events = p.client.receive_data(server_frame(0x8, close_payload(1000)) + b"\xff\xff\xff")
+    assert events == [Received(Close(1000, "")), Finished("normal")]
+
+
+def test_messages_before_a_bad_frame_are_delivered_before_the_failure() -> None:
+    p = pair()
+    events = p.client.receive_data(server_frame(0x1, b"ok") + server_frame(0x3))
+    assert events[0] == Received(Text("ok"))
+    assert_failed(events, RemoteProtocolError, 1002)
+
+
+# parser violations: (wire, close code), with max_message_size LIMIT
+LIMIT = 1000
+
+
+def frame_head(first: int, second: int, extended: bytes = b"") -> bytes:
+    return bytes((first, second)) + extended
+
+
+VIOLATIONS = {
+    "masked": (server_frame(0x2, b"hi", mask=b"\x01\x02\x03\x04"), 1002),
+    "rsv1": (server_frame(0x2, b"hi", rsv=0x40), 1002),
+    "rsv2": (server_frame(0x2, b"hi", rsv=0x20), 1002),
+    "rsv3": (server_frame(0x2, b"hi", rsv=0x10), 1002),
+    "rsv on control": (server_frame(0x9, b"", rsv=0x40), 1002),
+    **{f"opcode {op:#x}": (server_frame(op, b""), 1002) for op in (3, 4, 5, 6, 7)},
+    **{f"opcode {op:#x}": (server_frame(op, b""), 1002) for op in (0xB, 0xC, 0xD, 0xE, 0xF)},
+    "fragmented ping": (server_frame(0x9, b"", fin=False), 1002),
+    "fragmented close": (server_frame(0x8, b"", fin=False), 1002),
+    "ping of 126 bytes": (frame_head(0x89, 126, struct.pack("!H", 126)), 1002),
+    "pong of 64-bit length": (frame_head(0x8A, 127, struct.pack("!Q", 1 << 20)), 1002),
+    "continuation first": (server_frame(0x0, b"x"), 1002),
+    "text inside fragments": (
+        server_frame(0x1, b"a", fin=False) + server_frame(0x1, b"b"),
+        1002,
+    ),
+    "binary inside fragments": (
+        server_frame(0x2, b"a", fin=False) + server_frame(0x2, b"b"),
+        1002,
+    ),
+    "64-bit top bit": (frame_head(0x82, 127, struct.pack("!Q", (1 << 63) | 70_000)), 1002),
+    "16-bit length under 126": (frame_head(0x82, 126, struct.pack("!H", 125)), 1002),
+    "64-bit length under 65536": (frame_head(0x82, 127, struct.pack("!Q", 65535)), 1002),
+    "16-bit header over the limit": (frame_head(0x82, 126, struct.pack("!H", LIMIT + 1)), 1009),
+    "64-bit header over the limit": (frame_head(0x82, 127, struct.pack("!Q", 1 << 40)), 1009),
+    "fragments over the limit": (
+        server_frame(0x2, bytes(600), fin=False)
+        + frame_head(0x00, 126, struct.pack("!H", LIMIT - 600 + 1)),
+        1009,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(VIOLATIONS))
+def test_parser_reports_each_violation_with_its_close_code(name: str) -> None:
+    wire, code = VIOLATIONS[name]
+    parser = FrameParser(LIMIT)
+    parser.parse(wire)
+    assert parser.error is not None
+    assert parser.error_code == code
+    assert isinstance(parser.error, MessageTooBig if code == 1009 else RemoteProtocolError)
+
+
+@pytest.mark.parametrize("name", list(VIOLATIONS))
+def test_connection_fails_each_violation_with_its_close_code(name: str) -> None:
+    wire, code = VIOLATIONS[name]
+    p = pair(WsSettings(max_message_size=LIMIT))
+    assert_failed(
+        p.client.receive_data(wire), MessageTooBig if code == 1009 else RemoteProtocolError, code
+    )
+    assert sent_close_code(p) == code
+
+
+@pytest.mark.parametrize("name", list(VIOLATIONS))
+def test_violation_fed_byte_by_byte_fails_the_same(name: str) -> None:
+    wire, code = VIOLATIONS[name]
+    p = pair(WsSettings(max_message_size=LIMIT))
+    events = [e for i in range(len(wire)) for e in p.client.receive_data(wire[i : i + 1])]
+    assert_failed(events, MessageTooBig if code == 1009 else RemoteProtocolError, code)
+
+
+def test_frame_announcing_too_much_fails_at_its_header() -> None:
+    p = pair(WsSettings(max_message_size=1000))
+    header_only = frame_head(0x82, 126, struct.pack("!H", 1001))
+    assert_failed(p.client.receive_data(header_only), MessageTooBig, 1009)
+
+
+def test_frame_of_exactly_the_limit_with_a_64_bit_length_is_delivered() -> None:
+    payload = bytes(70_000)
+    p = pair(WsSettings(max_message_size=70_000))
+    assert p.client.receive_data(server_frame(0x2, payload)) == [Received(Binary(payload))]
+
+
+def test_fragments_adding_up_to_the_limit_are_delivered() -> None:
+    p = pair(WsSettings(max_message_size=10))
+    wire = server_frame(0x2, bytes(4), fin=False) + server_frame(0x0, bytes(6))
+    assert p.client.receive_data(wire) == [Received(Binary(bytes(10)))]
+
+
+def test_invalid_utf8_fails_before_the_rest_of_its_frame_arrives() -> None:
+    p = pair()
+    wire = server_frame(0x1, b"ok \xff" + b"x" * 200)
+    assert_failed(p.client.receive_data(wire[:8]), RemoteProtocolError, 1007)
+
+
+def test_text_split_inside_a_character_across_reads_is_accepted() -> None:
+    p = pair()
+    wire = server_frame(0x1, "☃☃".encode())
+    assert p.client.receive_data(wire[:4]) == []
+    assert p.client.receive_data(wire[4:]) == [Received(Text("☃☃"))]
+
+
+def test_eof_inside_a_partial_data_frame_finishes_with_an_error() -> None:
+    p = pair()
+    p.client.receive_data(server_frame(0x2, bytes(300))[:100])
+    (finished,) = p.client.receive_data(b"")
+    assert isinstance(finished, Finished)
+    assert "middle of a frame" in str(finished.reason)
