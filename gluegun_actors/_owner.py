@@ -59,13 +59,13 @@ class MailboxOwner(Owner):
 
 
 class ActorOwner(Owner):
-    __slots__ = ("_reactor", "ref", "target")
+    __slots__ = ("_interval", "_reactor", "ref", "target")
 
     def __init__(self, ref: pykka.ActorRef[Any], reactor: Reactor, interval: float) -> None:
         self.ref = ref
         self.target = ref
         self._reactor = reactor
-        _watcher.interval = interval
+        self._interval = interval
 
     def deliver(self, message: object) -> bool:
         try:
@@ -75,7 +75,7 @@ class ActorOwner(Owner):
         return True
 
     def monitor(self, callback: Callable[[], None]) -> object:
-        return _watcher.watch(self.ref, callback, self._reactor)
+        return _watcher.watch(self.ref, callback, self._reactor, self._interval)
 
     def demonitor(self, handle: object) -> None:
         _watcher.unwatch(handle)
@@ -88,25 +88,31 @@ def as_owner(target: Mailbox | pykka.ActorRef[Any], reactor: Reactor, check_ms: 
 
 
 class _ActorWatcher:
-    """Polls watched actor refs on one reactor timer; fires callbacks for dead ones."""
+    """Polls watched actor refs on one reactor timer; fires callbacks for dead ones.
+
+    The timer runs at the shortest interval any current watch asked for.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._watches: dict[int, tuple[pykka.ActorRef[Any], Callable[[], None]]] = {}
+        self._watches: dict[int, tuple[pykka.ActorRef[Any], Callable[[], None], float]] = {}
         self._ids = itertools.count()
         self._timer: TimerHandle | None = None
         self._reactor: Reactor | None = None
-        self.interval = 0.2
 
     def watch(
-        self, ref: pykka.ActorRef[Any], callback: Callable[[], None], reactor: Reactor
+        self,
+        ref: pykka.ActorRef[Any],
+        callback: Callable[[], None],
+        reactor: Reactor,
+        interval: float,
     ) -> int:
         handle = next(self._ids)
         with self._lock:
-            self._watches[handle] = (ref, callback)
+            self._watches[handle] = (ref, callback, interval)
             if self._timer is None or self._reactor is not reactor:
                 self._reactor = reactor
-                self._timer = reactor.call_later(self.interval, self._check)
+                self._timer = reactor.call_later(interval, self._check)
         return handle
 
     def unwatch(self, handle: object) -> None:
@@ -118,12 +124,13 @@ class _ActorWatcher:
 
     def _check(self) -> None:
         with self._lock:
-            dead = [(h, cb) for h, (ref, cb) in self._watches.items() if not ref.is_alive()]
+            dead = [(h, cb) for h, (ref, cb, _) in self._watches.items() if not ref.is_alive()]
             for handle, _ in dead:
                 del self._watches[handle]
             reactor = self._reactor
             if self._watches and reactor is not None and reactor.running:
-                self._timer = reactor.call_later(self.interval, self._check)
+                interval = min(seconds for _, _, seconds in self._watches.values())
+                self._timer = reactor.call_later(interval, self._check)
             else:
                 self._timer = None
         for _, callback in dead:

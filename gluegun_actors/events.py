@@ -144,11 +144,8 @@ OwnerMessage: TypeAlias = (
     | Down
 )
 
-STREAM_MESSAGES = (GunUpgrade, GunInform, GunResponse, GunData, GunTrailers, GunWs, GunError)
-"""The message classes that carry a `stream` field."""
 
 __all__ = [
-    "STREAM_MESSAGES",
     "Down",
     "GunData",
     "GunDown",

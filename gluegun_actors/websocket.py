@@ -452,8 +452,11 @@ def _close_all(socket: Socket) -> None:
 
 
 def _await_close(socket: Socket) -> None:
-    closing = socket.options.closing_timeout
-    limit: Timeout = closing if closing is not None else 15_000
+    options = socket.options
+    closing = options.closing_timeout
+    if closing is None:
+        closing = (options.connection or connection.Options()).closing_timeout
+    limit: Timeout = closing
     seconds = timeout_seconds(limit)
     deadline = _now() + (seconds or 0.0)
     while True:
