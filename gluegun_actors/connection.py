@@ -144,19 +144,20 @@ def shutdown(conn: Connection) -> None:
 def flush(conn_or_stream: Connection | StreamRef, conn: Connection | None = None) -> int:
     """Remove the messages of a connection, or of one stream, from the owner's mailbox.
 
-    Race-free where Gun's is not: it first passes a barrier through the actor, so every
-    message the actor produced before the call is in the mailbox when it flushes; flushing a
-    stream also cancels it, so none of its messages can arrive afterwards. `flush(stream)`
-    needs the connection: `flush(stream, conn)`. Returns how many messages were removed.
+    Race-free where Gun's is not: `flush(conn)` and `flush(stream, conn)` first pass a
+    barrier through the actor, so every message it produced before the call is in the
+    mailbox when it flushes, and flushing a stream also cancels it, so none of its
+    messages can arrive afterwards. `flush(stream)` alone is Gun's: it removes what the
+    calling thread's mailbox holds for the stream now. Returns how many were removed.
     """
     if isinstance(conn_or_stream, Connection):
-        target = conn_or_stream
+        target: Connection | None = conn_or_stream
         stream = None
     else:
         stream = check_stream(conn_or_stream)
-        if conn is None:
-            raise InvalidArgument("flush(stream) needs its connection: flush(stream, conn)")
-        target = check_connection(conn)
+        target = None if conn is None else check_connection(conn)
+    if target is None:
+        return current().flush(lambda message: getattr(message, "stream", None) == stream)
     mailbox = owner_mailbox(target)
     _barrier(target, stream)
 

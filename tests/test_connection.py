@@ -400,3 +400,18 @@ def test_many_threads_each_with_their_own_connections(embedded_server) -> None:
         thread.join(20)
     assert errors == []
     assert results == {i: [f"{i}-{n}".encode() for n in (2, 1, 0)] for i in range(6)}
+
+
+def test_flush_of_a_stream_alone_clears_it_from_this_threads_mailbox(embedded_server) -> None:
+    conn = connection.open("127.0.0.1", embedded_server.port)
+    try:
+        connection.await_up(conn, T)
+        stream = http.get(conn, "/")
+        http.await_response(conn, stream, T)
+        assert _wait_until(
+            lambda: any(getattr(m, "stream", None) == stream for m in mailbox.current().messages())
+        )
+        assert connection.flush(stream) == 1
+        assert mailbox.current().messages() == []
+    finally:
+        connection.close(conn)
