@@ -262,8 +262,11 @@ class ConnectionActor(PooledActor):
         with contextlib.suppress(pykka.ActorDeadError):
             self.actor_ref.tell(OwnerDied())
 
-    def _terminate(self, reason: object) -> None:
-        """Stop for good; `Down(conn, reason)` is the owner's last message of this connection."""
+    def _terminate(self, reason: object, *, linger: bool = True) -> None:
+        """Stop for good; `Down(conn, reason)` is the owner's last message of this connection.
+
+        `linger` lets what is already written (a close frame) reach the peer first.
+        """
         if self.state is State.STOPPED:
             return
         self.state = State.STOPPED
@@ -271,7 +274,10 @@ class ConnectionActor(PooledActor):
         self.conn.exit_reason = reason
         self._cancel_timers()
         if self.transport is not None:
-            self.transport.close_after_flush(1.0)
+            if linger:
+                self.transport.close_after_flush(1.0)
+            else:
+                self.transport.close()
             self.transport = None
         for stream in list(self.streams.values()):
             self._error(
@@ -329,15 +335,8 @@ class ConnectionActor(PooledActor):
                 self.owner_dead = True
                 self._shutdown("owner_down")
             case CloseNow():
-                self.exit_reason = _CLOSED_BY_CALLER
-                self.conn.exit_reason = _CLOSED_BY_CALLER
                 self.owner_dead = True  # the caller asked: nothing more is delivered
-                self.state = State.STOPPED
-                self._cancel_timers()
-                if self.transport is not None:
-                    self.transport.close()
-                    self.transport = None
-                self.stop()
+                self._terminate(_CLOSED_BY_CALLER, linger=False)
             case _:
                 log.warning("%r ignored an unknown message %r", self.conn, message)
         return None
