@@ -72,7 +72,10 @@ from typing import Any, Final, TypeAlias
 log = logging.getLogger("gluegun_actors.reactor")
 
 DEFAULT_READ_SIZE: Final = 65536
-"""Bytes asked of the kernel per read, hence the largest `Received.data`."""
+"""Bytes asked of the kernel per read, while reads do not come back full."""
+MAX_READ_SIZE: Final = 1 << 20
+"""A transport whose reads come back full doubles its read size up to this (the largest
+`Received.data`); a short read sets it back to the reactor's `read_size`."""
 
 DEFAULT_RESOLVER_THREADS: Final = 4
 """Threads that may run `getaddrinfo` at once (created on demand, gone after `stop`)."""
@@ -260,6 +263,7 @@ class Transport:
         "_peername",
         "_phase",
         "_reactor",
+        "_read_size",
         "_reading",
         "_registered",
         "_server_hostname",
@@ -294,6 +298,7 @@ class Transport:
         self._lock = threading.RLock()
         self._phase = _Phase.RESOLVING
         self._reading = _Reading.PAUSED
+        self._read_size = reactor.read_size
         self._sock: socket.socket | None = None
         self._fd = -1
         self._registered = 0  # selector events registered for _fd; 0 = not registered
@@ -641,13 +646,20 @@ class Transport:
     def _read(self) -> None:
         sock = self._sock
         assert sock is not None
+        size = self._read_size
         try:
-            data = sock.recv(self._reactor.read_size)
+            data = sock.recv(size)
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except OSError as error:
             self._break(error)
             return
+        # A full read means more is waiting: read bigger next time (fewer reads and fewer
+        # messages split across reads); a short one goes back to the cheaper default.
+        if len(data) == size:
+            self._read_size = min(size * 2, MAX_READ_SIZE)
+        elif size > self._reactor.read_size:
+            self._read_size = self._reactor.read_size
         if data:
             self._reading = _Reading.PAUSED
             self._deliver(Received(self, data))
@@ -1299,6 +1311,7 @@ def release_reactor(reactor: Reactor) -> None:
 __all__ = [
     "DEFAULT_READ_SIZE",
     "DEFAULT_RESOLVER_THREADS",
+    "MAX_READ_SIZE",
     "Broken",
     "ConnectFailed",
     "Connected",

@@ -958,3 +958,39 @@ def test_tls_untrusted_certificate_reports_connect_failed(
     assert isinstance(event.error, ssl.SSLCertVerificationError)
     server.join()
     assert wait_until(lambda: reactor.transport_count() == 0)
+
+
+def test_full_reads_grow_the_read_size_and_short_ones_reset_it() -> None:
+    reactor = rx.Reactor(read_size=1024)
+    reactor.start()
+    server = socket.socket()
+    try:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        events: queue.Queue[object] = queue.Queue()
+        transport = reactor.connect(
+            "127.0.0.1", server.getsockname()[1], callback=events.put, timeout=5.0
+        )
+        peer, _ = server.accept()
+        assert isinstance(events.get(timeout=5), rx.Connected)
+        peer.sendall(b"x" * 100_000)
+        sizes = []
+        received = 0
+        while received < 100_000:
+            transport.resume_reading()
+            event = events.get(timeout=5)
+            assert isinstance(event, rx.Received)
+            sizes.append(len(event.data))
+            received += len(event.data)
+        assert max(sizes) > 1024, "full reads doubled the read size"
+        peer.sendall(b"y" * 10)
+        transport.resume_reading()
+        assert events.get(timeout=5).data == b"y" * 10  # type: ignore[attr-defined]
+        peer.sendall(b"z" * 5000)
+        transport.resume_reading()
+        assert len(events.get(timeout=5).data) <= 1024  # type: ignore[attr-defined]
+        peer.close()
+        transport.close()
+    finally:
+        server.close()
+        reactor.stop()
