@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import pykka
 import pytest
 
+from gluegun_actors import _pool
 from gluegun_actors._pool import (
     DEFAULT_BATCH,
     DEFAULT_WORKERS,
@@ -443,41 +444,52 @@ def test_a_scheduler_refuses_limits_below_one(workers: int, batch: int) -> None:
 
 
 class Threads(PooledActor):
-    """Records the thread that ran each turn; `relay` tells another actor from inside one."""
+    """Records which thread ran each message; `relay` tells another actor from inside a turn."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.threads: list[str] = []
+        self.threads: dict[str, str] = {}
 
     def on_receive(self, message: Any) -> Any:
-        self.threads.append(threading.current_thread().name)
-        if isinstance(message, tuple) and message[0] == "relay":
+        label = message[0] if isinstance(message, tuple) else message
+        self.threads[label] = threading.current_thread().name
+        if label == "relay":
             message[1].tell("relayed")
-        return list(self.threads)
+        return dict(self.threads)
+
+
+def _idle(ref: pykka.ActorRef[Any]) -> bool:
+    """Wait until the actor's inbox is idle (its last turn is over)."""
+    deadline = time.monotonic() + WAIT
+    while ref.actor_inbox._state is not _pool._State.IDLE:  # type: ignore[attr-defined]
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
 
 
 def test_a_tell_to_an_idle_actor_runs_in_the_telling_thread(pool: Scheduler) -> None:
     ref = on(pool, Threads).start()
-    assert ref.ask("warm up", timeout=WAIT)
+    ref.ask("warm up", timeout=WAIT)
+    assert _idle(ref)
     ref.tell("direct")
-    threads = ref.ask("check", timeout=WAIT)
-    assert threads[-2] == threading.current_thread().name
+    assert ref.ask("check", timeout=WAIT)["direct"] == threading.current_thread().name
 
 
 def test_a_tell_from_inside_a_turn_is_queued_for_a_worker(pool: Scheduler) -> None:
     first, second = on(pool, Threads).start(), on(pool, Threads).start()
     first.ask("warm up", timeout=WAIT)
     second.ask("warm up", timeout=WAIT)
-    first.tell(("relay", second))  # runs here; its tell to `second` goes to a worker
-    threads = second.ask("check", timeout=WAIT)
-    assert threads[0] == threading.current_thread().name
-    assert threads[1].startswith("test-pool-")
+    assert _idle(first)
+    first.tell(("relay", second))
+    assert first.ask("check", timeout=WAIT)["relay"] == threading.current_thread().name
+    assert second.ask("check", timeout=WAIT)["relayed"].startswith("test-pool-")
 
 
 def test_without_handoff_every_turn_runs_on_a_worker() -> None:
     scheduler = Scheduler(1, name="test-nohandoff", handoff=False)
     ref = on(scheduler, Threads).start()
-    threads = ref.ask("check", timeout=WAIT)
-    assert threads == ["test-nohandoff-0"]
+    assert _idle(ref)
+    assert ref.ask("check", timeout=WAIT)["check"] == "test-nohandoff-0"
     ref.stop()
     assert scheduler.join(timeout=WAIT)

@@ -11,7 +11,8 @@ import pytest
 from gluegun_actors import connection, http, mailbox
 from gluegun_actors._options import Options
 from gluegun_actors.errors import ConnectionTerminated, StreamError
-from gluegun_actors.events import Down, GunDown, GunUp
+from gluegun_actors.events import Down, GunDown
+from gluegun_actors.testing import EmbeddedServer
 
 T = 5000
 
@@ -141,19 +142,17 @@ def test_server_loss_kills_live_streams_then_reconnects(embedded_server) -> None
         connection.close(conn)
 
 
-def test_requests_made_while_down_wait_for_the_next_up(embedded_server) -> None:
-    options = connection.options(retry=50, retry_timeout=50)
-    conn = connection.open("127.0.0.1", embedded_server.port, options)
+def test_requests_made_while_down_wait_for_the_next_up() -> None:
+    port = _free_port()
+    options = connection.options(retry=100, retry_timeout=30)
+    conn = connection.open("127.0.0.1", port, options)  # nothing listens yet
     try:
-        connection.await_up(conn, T)
-        embedded_server.kill()
-        mailbox.current().receive(GunDown, T)
         stream = http.get(conn, "/")
         time.sleep(0.1)
-        embedded_server.restart()
-        assert connection.await_up(conn, T) is connection.Protocol.HTTP1
-        assert http.await_body(conn, stream, T) == b"hello from gluegun_actors"
-        ups = [m for m in mailbox.current().messages() if isinstance(m, GunUp)]
-        assert ups == []
+        with EmbeddedServer(port=port):
+            assert connection.await_up(conn, T) is connection.Protocol.HTTP1
+            assert http.await_body(conn, stream, T) == b"hello from gluegun_actors"
+            connection.close(conn)
+        assert [m for m in mailbox.current().messages() if isinstance(m, GunDown)] == []
     finally:
         connection.close(conn)
