@@ -389,23 +389,29 @@ def receive_app_frame(socket: Socket, timeout: Timeout | None = None) -> AppFram
     """
     _check_socket(socket)
     limit = socket.options.wait_timeout() if timeout is None else timeout
-    seconds = timeout_seconds(limit)
+    frame = _next_frame(socket, limit, (Text, Binary, Close))
+    if isinstance(frame, Close):
+        raise WebSocketClosed(
+            f"the peer closed the WebSocket (code {frame.code}, reason {frame.reason!r})",
+            socket.stream,
+            frame.code,
+            frame.reason,
+        )
+    assert isinstance(frame, Text | Binary)
+    return frame
+
+
+def _next_frame(socket: Socket, timeout: Timeout, kinds: tuple[type, ...]) -> Frame:
+    """The next frame of one of `kinds`, skipping the others; `timeout` bounds them all."""
+    seconds = timeout_seconds(timeout)
     deadline = None if seconds is None else _now() + seconds
     while True:
         remaining: Timeout = (
             Infinity if deadline is None else max(0, int((deadline - _now()) * 1000))
         )
         frame = receive(socket.connection, socket.stream, remaining)
-        match frame:
-            case Text() | Binary():
-                return frame
-            case Close(code=code, reason=reason):
-                raise WebSocketClosed(
-                    f"the peer closed the WebSocket (code {code}, reason {reason!r})",
-                    socket.stream,
-                    code,
-                    reason,
-                )
+        if isinstance(frame, kinds):
+            return frame
 
 
 def close(socket: Socket) -> None:
@@ -456,13 +462,7 @@ def _await_close(socket: Socket) -> None:
     closing = options.closing_timeout
     if closing is None:
         closing = (options.connection or connection.Options()).closing_timeout
-    limit: Timeout = closing
-    seconds = timeout_seconds(limit)
-    deadline = _now() + (seconds or 0.0)
-    while True:
-        frame = receive(socket.connection, socket.stream, max(0, int((deadline - _now()) * 1000)))
-        if isinstance(frame, Close):
-            return
+    _next_frame(socket, closing, (Close,))
 
 
 def _discard(conn: Connection) -> None:
