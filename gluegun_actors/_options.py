@@ -100,7 +100,17 @@ _OPTIONAL_MS = ("connect_timeout", "keepalive", "pong_timeout")
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Options))
 
 
-def _milliseconds(name: str, value: object, optional: bool) -> int | None:
+def check_names(fields: dict[str, Any], valid: frozenset[str]) -> None:
+    """Refuse option names that are not in `valid`, listing the valid ones."""
+    unknown = set(fields) - valid
+    if unknown:
+        raise InvalidOptions(
+            f"unknown option(s) {sorted(unknown)}; valid options are {sorted(valid)}"
+        )
+
+
+def milliseconds_option(name: str, value: object, optional: bool) -> int | None:
+    """An option's duration as int ms (None for Infinity when `optional`), validated."""
     if value is None or value is Infinity:
         if optional:
             return None
@@ -118,14 +128,10 @@ def _milliseconds(name: str, value: object, optional: bool) -> int | None:
 
 def make_options(base: Options | None = None, **fields: Any) -> Options:
     """Validate `fields` and return new `Options` (Gun-style names, ms durations)."""
-    unknown = set(fields) - _FIELD_NAMES
-    if unknown:
-        raise InvalidOptions(
-            f"unknown option(s) {sorted(unknown)}; valid options are {sorted(_FIELD_NAMES)}"
-        )
+    check_names(fields, _FIELD_NAMES)
     for name in _MS_FIELDS:
         if name in fields:
-            fields[name] = _milliseconds(name, fields[name], name in _OPTIONAL_MS)
+            fields[name] = milliseconds_option(name, fields[name], name in _OPTIONAL_MS)
     for name in ("retry", "flow"):
         value = fields.get(name, 0)
         if value is None and name == "flow":

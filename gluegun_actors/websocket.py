@@ -26,7 +26,7 @@ from gluegun_actors import _actor, connection
 from gluegun_actors import _ws as ws
 from gluegun_actors._await import MessageFuture, Wait, check_connection, check_stream, future, wait
 from gluegun_actors._handle import Connection
-from gluegun_actors._options import _milliseconds
+from gluegun_actors._options import check_names, milliseconds_option
 from gluegun_actors._types import (
     Headers,
     Infinity,
@@ -130,12 +130,10 @@ _FIELDS = frozenset(f.name for f in dataclasses.fields(Options))
 
 def options(**fields: Any) -> Options:
     """WebSocket options, validated (defaults to HTTP/1.1; see `Options`)."""
-    unknown = set(fields) - _FIELDS
-    if unknown:
-        raise InvalidOptions(f"unknown option(s) {sorted(unknown)}; valid: {sorted(_FIELDS)}")
+    check_names(fields, _FIELDS)
     for name in ("keepalive", "pong_timeout", "closing_timeout", "timeout"):
         if name in fields:
-            fields[name] = _milliseconds(name, fields[name], optional=True)
+            fields[name] = milliseconds_option(name, fields[name], optional=True)
     if "headers" in fields:
         fields["headers"] = check_headers(fields["headers"])
     if "subprotocols" in fields:
