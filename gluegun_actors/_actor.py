@@ -59,7 +59,7 @@ from gluegun_actors.events import (
     GunUpgrade,
     GunWs,
 )
-from gluegun_actors.message import Close, Frame, Ping, Pong
+from gluegun_actors.message import Binary, Close, Frame, Ping, Pong, Text
 
 log = logging.getLogger("gluegun_actors.connection")
 
@@ -540,14 +540,17 @@ class ConnectionActor(PooledActor):
                 )
             )
             return
+        send, tracer = self.ws.send, self.tracer
+        tracing = tracer.active
         for frame in command.frames:
             try:
-                self.ws.send(frame)
+                send(frame)
             except GluegunError as error:
                 self._deliver(GunError(self.conn, stream.ref, error))
                 break
-            self.tracer.emit("ws_send_frame_end", stream=stream.ref, frame=type(frame).__name__)
-            if isinstance(frame, Close):
+            if tracing:
+                tracer.emit("ws_send_frame_end", stream=stream.ref, frame=type(frame).__name__)
+            if type(frame) is Close:
                 self._start_timer(TimerKind.CLOSING, self._closing_timeout())
         self._flush_out()
 
@@ -695,31 +698,39 @@ class ConnectionActor(PooledActor):
         self._handle_ws_events(self.ws.initial_events())
 
     def _handle_ws_events(self, events: list[ws.WsEvent]) -> None:
+        """Deliver what one read gave, all at once (one mailbox lock, one wakeup)."""
         stream = self.ws_stream
         assert stream is not None and stream.ws_options is not None
+        conn, ref, tracer = self.conn, stream.ref, self.tracer
+        tracing = tracer.active
+        silence_pings = stream.ws_options.silence_pings
+        batch: list[object] = []
         for event in events:
-            match event:
-                case ws.Received(frame=frame):
-                    self.tracer.emit(
-                        "ws_recv_frame_end", stream=stream.ref, frame=type(frame).__name__
-                    )
-                    if isinstance(frame, Pong):
+            if type(event) is ws.Received:
+                frame = event.frame
+                kind = type(frame)
+                if tracing:
+                    tracer.emit("ws_recv_frame_end", stream=ref, frame=kind.__name__)
+                if kind is Text or kind is Binary:
+                    if stream.credits is not None:
+                        stream.credits -= 1
+                elif kind is not Close:
+                    if kind is Pong:
                         self._cancel_timer(TimerKind.PONG)
-                    if isinstance(frame, Ping | Pong) and stream.ws_options.silence_pings:
+                    if silence_pings:
                         continue
-                    if not stream.cancelled:
-                        if stream.credits is not None and not isinstance(
-                            frame, Ping | Pong | Close
-                        ):
-                            stream.credits -= 1
-                        self._deliver(GunWs(self.conn, stream.ref, frame))
-                case ws.Failed(error=error):
-                    if not stream.cancelled:
-                        self._deliver(GunError(self.conn, stream.ref, error))
-                case ws.Finished(reason=reason):
-                    self._flush_out()
-                    self._lost(reason, (stream.ref,))
-                    return
+                if not stream.cancelled:
+                    batch.append(GunWs(conn, ref, frame))
+            elif type(event) is ws.Failed:
+                if not stream.cancelled:
+                    batch.append(GunError(conn, ref, event.error))
+            else:
+                assert type(event) is ws.Finished
+                self._deliver_all(batch)
+                self._flush_out()
+                self._lost(event.reason, (ref,))
+                return
+        self._deliver_all(batch)
         self._flush_out()
 
     # -- timers ---------------------------------------------------------------------------
@@ -801,6 +812,13 @@ class ConnectionActor(PooledActor):
         if self.owner_dead:
             return
         if not self.owner.deliver(message):
+            self.owner_dead = True
+            self._shutdown("owner_down")
+
+    def _deliver_all(self, messages: list[object]) -> None:
+        if self.owner_dead or not messages:
+            return
+        if not self.owner.deliver_all(messages):
             self.owner_dead = True
             self._shutdown("owner_down")
 

@@ -32,6 +32,10 @@ class Owner:
         """Hand `message` over; False when the owner is already gone."""
         raise NotImplementedError
 
+    def deliver_all(self, messages: list[object]) -> bool:
+        """Hand `messages` over in order; False when the owner is already gone."""
+        return all(self.deliver(message) for message in messages)
+
     def monitor(self, callback: Callable[[], None]) -> object:
         """Call `callback` once, from any thread, when the owner dies."""
         raise NotImplementedError
@@ -49,6 +53,10 @@ class MailboxOwner(Owner):
 
     def deliver(self, message: object) -> bool:
         self.mailbox.put(message)  # type: ignore[union-attr]
+        return True
+
+    def deliver_all(self, messages: list[object]) -> bool:
+        self.mailbox.put_all(messages)  # type: ignore[union-attr]
         return True
 
     def monitor(self, callback: Callable[[], None]) -> object:

@@ -13,9 +13,12 @@ Threads. Only the reactor thread touches the selector. Other threads (actors, th
 resolver pool) queue commands (callables) and write one byte to the wakeup pair.
 Each `Transport` has a re-entrant lock that guards its state and serialises all I/O on
 its socket (an `ssl.SSLSocket` must not be read and written at once), so `write` can
-send at once from the actor's thread. Callbacks run on the reactor thread with that lock
-held: they may call the same transport's methods; they must not wait on a thread that
-is itself calling that transport. Lock order is transport, then reactor.
+send at once from the actor's thread. The reactor thread queues the events it finds
+under that lock and calls the callback after releasing it, so an actor writing from
+another thread never waits for a callback to end. Callbacks run under a second
+re-entrant lock, the delivery lock, which `close` takes too: once `close` returns no
+callback runs. A callback may call the same transport's methods; it must not wait on a
+thread that is itself closing that transport. Lock order is delivery, transport, reactor.
 
 Reading is active-once, as Erlang's ``{active, once}``: after a `Received` the socket is
 not read again until `Transport.resume_reading`, so a slow consumer leaves bytes in the
@@ -52,6 +55,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import functools
 import heapq
 import itertools
 import logging
@@ -67,7 +71,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypeVar, cast
+
+from gluegun_actors import _wakeups
 
 log = logging.getLogger("gluegun_actors.reactor")
 
@@ -85,6 +91,10 @@ TLS_WRITE_CHUNK: Final = 256 * 1024
 
 STOP_LINGER_SHARE: Final = 0.5
 """Share of `stop(timeout)` granted to transports still flushing in `close_after_flush`."""
+
+WAKEUP_BATCH: Final = 64
+"""Ready sockets handled between two releases of the wakeups the reactor holds back
+(see `_wakeups`): it releases them before it blocks, and at least this often."""
 
 TIMER_COMPACT_MIN: Final = 1024
 """Cancelled timers are swept from the heap once there are this many and they are half of it."""
@@ -243,6 +253,25 @@ def _noop() -> None:
 # -- transports -----------------------------------------------------------------------------
 
 
+_Method = TypeVar("_Method", bound=Callable[..., None])
+
+
+def _delivers_after(method: _Method) -> _Method:
+    """A reactor-thread entry point of `Transport`: runs under the transport lock, then
+    delivers the events it found with the lock released."""
+
+    @functools.wraps(method)
+    def entry(self: Transport, *args: Any) -> None:
+        try:
+            with self._lock:
+                method(self, *args)
+        finally:
+            if self._pending:
+                self._deliver_pending()
+
+    return cast(_Method, entry)
+
+
 class Transport:
     """One client socket owned by the reactor. Its public methods are thread-safe.
 
@@ -253,14 +282,17 @@ class Transport:
         "_addresses",
         "_callback",
         "_deadline",
+        "_delivering",
         "_failure",
         "_fd",
         "_id",
         "_last_error",
         "_lock",
+        "_muted",
         "_out",
         "_out_bytes",
         "_peername",
+        "_pending",
         "_phase",
         "_reactor",
         "_read_size",
@@ -296,6 +328,9 @@ class Transport:
         self._ssl_context = ssl_context
         self._server_hostname = server_hostname
         self._lock = threading.RLock()
+        self._delivering = threading.RLock()
+        self._pending: deque[TransportEvent] = deque()  # found under _lock, not yet delivered
+        self._muted = False  # closed by its user: nothing more is delivered
         self._phase = _Phase.RESOLVING
         self._reading = _Reading.PAUSED
         self._read_size = reactor.read_size
@@ -368,7 +403,8 @@ class Transport:
         `close` is called from inside it. Called off the reactor thread on a registered
         socket, the file descriptor itself is closed by the reactor a moment later.
         """
-        with self._lock:
+        with self._delivering, self._lock:
+            self._mute()
             if self._phase is _Phase.CLOSED:
                 return
             self._become_closed()
@@ -386,7 +422,8 @@ class Transport:
         `close()`; only the socket lingers. Closes at once when nothing is parked or the
         connection is not up.
         """
-        with self._lock:
+        with self._delivering, self._lock:
+            self._mute()
             if self._phase is _Phase.FLUSHING:
                 return
             if self._phase is not _Phase.OPEN or not self._out:
@@ -451,17 +488,17 @@ class Transport:
             return
         self._reactor._post(partial(self._begin, _addresses_of(infos)))
 
+    @_delivers_after
     def _resolve_failed(self, error: BaseException) -> None:
-        with self._lock:
-            if self._phase is _Phase.RESOLVING:
-                self._fail(error)
+        if self._phase is _Phase.RESOLVING:
+            self._fail(error)
 
+    @_delivers_after
     def _begin(self, addresses: list[_AddrInfo]) -> None:
-        with self._lock:
-            if self._phase is not _Phase.RESOLVING:
-                return
-            self._addresses.extend(addresses)
-            self._try_next_address()
+        if self._phase is not _Phase.RESOLVING:
+            return
+        self._addresses.extend(addresses)
+        self._try_next_address()
 
     def _try_next_address(self) -> None:
         """Start a non-blocking connect to the next address; fail when none is left."""
@@ -557,8 +594,6 @@ class Transport:
         except OSError:
             pass
         self._deliver(Connected(self))
-        if self._phase is not _Phase.OPEN:
-            return  # the callback closed it
         if self._out:
             error = self._flush_out()
             if error is not None:
@@ -568,47 +603,84 @@ class Transport:
             self._request_sync()
         self._apply_interest(lazy=True)
 
+    @_delivers_after
     def _on_deadline(self) -> None:
         """Timer: the connect attempt or the flush took too long."""
-        with self._lock:
-            self._deadline = None
-            phase = self._phase
-            if phase in _CONNECTING_PHASES:
-                step = {
-                    _Phase.RESOLVING: "resolving the name",
-                    _Phase.CONNECTING: "connecting",
-                    _Phase.HANDSHAKING: "in the TLS handshake",
-                }[phase]
-                self._fail(
-                    TimeoutError(
-                        f"connecting to {self.host}:{self.port} took longer than "
-                        f"{self._timeout:g} s (gave up while {step})"
-                    )
+        self._deadline = None
+        phase = self._phase
+        if phase in _CONNECTING_PHASES:
+            step = {
+                _Phase.RESOLVING: "resolving the name",
+                _Phase.CONNECTING: "connecting",
+                _Phase.HANDSHAKING: "in the TLS handshake",
+            }[phase]
+            self._fail(
+                TimeoutError(
+                    f"connecting to {self.host}:{self.port} took longer than "
+                    f"{self._timeout:g} s (gave up while {step})"
                 )
-            elif phase is _Phase.FLUSHING:
-                log.debug("%r: parked writes not sent in time; closing", self)
-                self._finish(None)
+            )
+        elif phase is _Phase.FLUSHING:
+            log.debug("%r: parked writes not sent in time; closing", self)
+            self._finish(None)
 
     # -- readiness and commands (reactor thread) -------------------------------------------
 
     def _on_ready(self, mask: int) -> None:
-        with self._lock:
-            match self._phase:
-                case _Phase.CONNECTING:
-                    self._finish_connect()
-                case _Phase.HANDSHAKING:
-                    self._handshake()
-                case _Phase.OPEN:
-                    self._serve(mask)
-                case _Phase.FLUSHING:
-                    self._drain()
-                case _Phase.FAILING:
-                    assert self._failure is not None
-                    self._break(self._failure)
-                case _Phase.CLOSED:
-                    self._release()
-                case _Phase.RESOLVING:
-                    pass
+        """The selector says the socket is ready for `mask`.
+
+        A plain socket's read is made without the transport lock (the kernel keeps a
+        send from another thread apart from it), so an actor writing meanwhile does not
+        wait for the read; the lock is taken to record what it gave.
+        """
+        if (
+            mask == _READ
+            and self._ssl_context is None
+            and self._phase is _Phase.OPEN
+            and self._reading is _Reading.ARMED
+        ):
+            sock = self._sock
+            assert sock is not None
+            size = self._read_size
+            try:
+                data = sock.recv(size)
+            except BlockingIOError:
+                return
+            except OSError as error:
+                self._after_unlocked_read(size, b"", error)
+                return
+            self._after_unlocked_read(size, data, None)
+            return
+        self._on_ready_locked(mask)
+
+    @_delivers_after
+    def _after_unlocked_read(self, size: int, data: bytes, error: OSError | None) -> None:
+        if self._phase is not _Phase.OPEN or self._reading is not _Reading.ARMED:
+            return  # closed meanwhile: what was read is dropped with the connection
+        if error is not None:
+            self._break(error)
+            return
+        self._took(size, data)
+        self._apply_interest(lazy=True)
+
+    @_delivers_after
+    def _on_ready_locked(self, mask: int) -> None:
+        match self._phase:
+            case _Phase.CONNECTING:
+                self._finish_connect()
+            case _Phase.HANDSHAKING:
+                self._handshake()
+            case _Phase.OPEN:
+                self._serve(mask)
+            case _Phase.FLUSHING:
+                self._drain()
+            case _Phase.FAILING:
+                assert self._failure is not None
+                self._break(self._failure)
+            case _Phase.CLOSED:
+                self._release()
+            case _Phase.RESOLVING:
+                pass
 
     def _serve(self, mask: int) -> None:
         lazy = True
@@ -624,24 +696,24 @@ class Transport:
                 lazy = False  # readable while paused: now drop the read interest
         self._apply_interest(lazy=lazy)
 
+    @_delivers_after
     def _sync(self) -> None:
         """Command: bring the selector in line with what other threads asked for."""
-        with self._lock:
-            self._sync_posted = False
-            match self._phase:
-                case _Phase.OPEN:
-                    if self._reading is _Reading.ARMED and self._tls_pending():
-                        self._read()
-                    self._apply_interest(lazy=True)
-                case _Phase.FLUSHING:
-                    self._drain()
-                case _Phase.FAILING:
-                    assert self._failure is not None
-                    self._break(self._failure)
-                case _Phase.CLOSED:
-                    self._release()
-                case _Phase.RESOLVING | _Phase.CONNECTING | _Phase.HANDSHAKING:
-                    pass
+        self._sync_posted = False
+        match self._phase:
+            case _Phase.OPEN:
+                if self._reading is _Reading.ARMED and self._tls_pending():
+                    self._read()
+                self._apply_interest(lazy=True)
+            case _Phase.FLUSHING:
+                self._drain()
+            case _Phase.FAILING:
+                assert self._failure is not None
+                self._break(self._failure)
+            case _Phase.CLOSED:
+                self._release()
+            case _Phase.RESOLVING | _Phase.CONNECTING | _Phase.HANDSHAKING:
+                pass
 
     def _read(self) -> None:
         sock = self._sock
@@ -654,6 +726,10 @@ class Transport:
         except OSError as error:
             self._break(error)
             return
+        self._took(size, data)
+
+    def _took(self, size: int, data: bytes) -> None:
+        """A read of `size` bytes gave `data`: pause reading and report it."""
         # A full read means more is waiting: read bigger next time (fewer reads and fewer
         # messages split across reads); a short one goes back to the cheaper default.
         if len(data) == size:
@@ -675,17 +751,18 @@ class Transport:
             return
         self._apply_interest(lazy=True)
 
+    @_delivers_after
     def _on_internal_error(self, error: BaseException) -> None:
         """The reactor's own handling failed: end this transport, keep the others."""
-        with self._lock:
-            if self._phase in _CONNECTING_PHASES:
-                self._fail(error)
-            elif self._phase is not _Phase.CLOSED:
-                self._break(OSError(f"reactor error on this transport: {error!r}"))
+        if self._phase in _CONNECTING_PHASES:
+            self._fail(error)
+        elif self._phase is not _Phase.CLOSED:
+            self._break(OSError(f"reactor error on this transport: {error!r}"))
 
     def _force_close(self) -> None:
         """Reactor shutdown: close without callbacks."""
         with self._lock:
+            self._mute()
             if self._phase is not _Phase.CLOSED:
                 self._become_closed()
             self._drop_socket()
@@ -813,10 +890,26 @@ class Transport:
         self._finish(Broken(self, error))
 
     def _deliver(self, event: TransportEvent) -> None:
-        try:
-            self._callback(event)
-        except BaseException:
-            log.exception("the callback of %r raised on %s; ignored", self, type(event).__name__)
+        """Queue `event` for the callback, which runs once the transport lock is released."""
+        self._pending.append(event)
+
+    def _mute(self) -> None:
+        """Closed by its user (delivery lock held): drop the events not yet delivered."""
+        self._muted = True
+        self._pending.clear()
+
+    def _deliver_pending(self) -> None:
+        """Call the callback with the queued events (reactor thread, transport lock free)."""
+        with self._delivering:
+            pending = self._pending
+            while pending and not self._muted:
+                event = pending.popleft()
+                try:
+                    self._callback(event)
+                except BaseException:
+                    log.exception(
+                        "the callback of %r raised on %s; ignored", self, type(event).__name__
+                    )
 
     def _request_sync(self) -> None:
         if self._sync_posted:
@@ -1023,14 +1116,18 @@ class Reactor:
             crashed = True
             log.critical("%r: the loop failed; every transport is ended", self, exc_info=True)
         finally:
+            _wakeups.stop_holding()
             self._shutdown(crashed)
 
     def _loop(self) -> None:
         selector = self._selector
         assert selector is not None
+        _wakeups.hold_on_this_thread()
         while True:
-            ready = selector.select(self._poll_timeout())
-            for key, mask in ready:
+            timeout = self._poll_timeout()
+            _wakeups.release_held()
+            ready = selector.select(timeout)
+            for count, (key, mask) in enumerate(ready, 1):
                 transport = key.data
                 if transport is None:
                     self._drain_wakeup()
@@ -1039,6 +1136,8 @@ class Reactor:
                     transport._on_ready(mask)
                 except Exception as error:
                     self._transport_error(transport, error)
+                if count % WAKEUP_BATCH == 0:
+                    _wakeups.release_held()
             self._run_commands()
             self._run_timers()
             if self._life is _Life.STOPPING and self._stop_done():

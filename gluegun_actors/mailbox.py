@@ -11,8 +11,9 @@ A `Mailbox` holds a queue of messages in arrival order and a list of registered
   that is not enough it registers, and from then on every new message is offered to it
   by `put`: a registered wait never scans the queue again.
 - A wait is a `Collector`: `receive` is the collector that takes the first matching
-  message; `collect` takes several (say, a whole HTTP body). Each wait has a Pykka
-  future, so waits on many mailboxes combine with `pykka.get_all`.
+  message; `collect` takes several (say, a whole HTTP body). Their callers sleep on a
+  plain lock; the `*_future` variants give a Pykka future instead, so waits on many
+  mailboxes combine with `pykka.get_all`.
 - Giving up (a timeout, `cancel`, or an exception while waiting) is atomic with respect
   to `put`: a wait that was resolved in the race keeps its message (or gives it back, for
   `cancel`); a half-done collector gives back every message it took. Given-back messages
@@ -49,6 +50,7 @@ from __future__ import annotations
 
 import enum
 import heapq
+import itertools
 import logging
 import threading
 import types
@@ -61,9 +63,9 @@ from operator import itemgetter
 from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar, overload
 
 from pykka import Future, ThreadingFuture
-from pykka import Timeout as PykkaTimeout
 
 from gluegun_actors._types import Infinity, Timeout, timeout_seconds
+from gluegun_actors._wakeups import wake
 from gluegun_actors.errors import AwaitTimeout, BadStateError, InvalidArgument
 
 __all__ = [
@@ -203,8 +205,9 @@ class _State(enum.Enum):
     RETURNED = "returned"  # was done, then cancelled: its messages went back
 
 
-class _Wait(ThreadingFuture[T], Generic[T]):
-    """A wait: the future its caller holds, and what the mailbox knows about it."""
+class _FutureWait(ThreadingFuture[T], Generic[T]):
+    """A wait made by a `*_future` call: the future its caller holds, and what the
+    mailbox knows about it."""
 
     def __init__(self, mailbox: Mailbox, collector: Collector[T]) -> None:
         super().__init__()
@@ -218,7 +221,42 @@ class _Wait(ThreadingFuture[T], Generic[T]):
         return f"<mailbox wait {self.state.value} on {self.mailbox!r}>"
 
 
-_Outcome: TypeAlias = tuple[_Wait[Any], Exception | None]
+class _BlockingWait(Generic[T]):
+    """A wait made by `receive` or `collect`: its caller sleeps on a plain lock that the
+    thread resolving it releases, one wakeup (a future's condition costs several)."""
+
+    __slots__ = ("_signal", "collector", "error", "mailbox", "state", "taken", "value")
+
+    def __init__(self, mailbox: Mailbox, collector: Collector[T]) -> None:
+        self.mailbox = mailbox
+        self.collector = collector
+        self.state = _State.NEW
+        self.taken: list[_Entry] = []
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self._signal = threading.Lock()
+        self._signal.acquire()
+
+    def __repr__(self) -> str:
+        return f"<mailbox wait {self.state.value} on {self.mailbox!r}>"
+
+    def set(self, value: T) -> None:
+        self.value = value
+        wake(self._signal)
+
+    def set_exception(self, exc_info: object) -> None:
+        wake(self._signal)  # `error` is already set
+
+    def sleep(self, seconds: float | None) -> bool:
+        """Wait until resolved (True) or `seconds` pass (False)."""
+        if seconds is None:
+            return self._signal.acquire()
+        return self._signal.acquire(timeout=min(seconds, threading.TIMEOUT_MAX))
+
+
+_Wait: TypeAlias = "_FutureWait[Any] | _BlockingWait[Any]"
+
+_Outcome: TypeAlias = tuple[_Wait, Exception | None]
 """A wait that finished under the lock, and its match's exception if it failed."""
 
 
@@ -265,7 +303,7 @@ class Mailbox:
         self._name = name
         self._lock = threading.Lock()
         self._queue: deque[_Entry] = deque()
-        self._waits: dict[_Wait[Any], None] = {}  # an ordered set, in registration order
+        self._waits: dict[_Wait, None] = {}  # an ordered set, in registration order
         self._next_seq = 0
         self._alive = True
         self._monitors: dict[_Monitor, None] = {}
@@ -303,6 +341,20 @@ class Mailbox:
             outcomes = self._dispatch_locked([entry])
         _settle(outcomes)
 
+    def put_all(self, messages: list[object]) -> None:
+        """`put` each of `messages`, in order, under one lock."""
+        if not messages:
+            return
+        with self._lock:
+            first = self._next_seq
+            self._next_seq = first + len(messages)
+            entries = list(zip(itertools.count(first), messages))
+            if not self._waits:
+                self._queue.extend(entries)
+                return
+            outcomes = self._dispatch_locked(entries)
+        _settle(outcomes)
+
     # -- receiving -------------------------------------------------------------------
 
     @overload
@@ -319,6 +371,11 @@ class Mailbox:
         `match` must be pure (see the module docstring).
         """
         seconds = timeout_seconds(timeout)
+        if match is None or isinstance(match, type):  # the head matches: take it at once
+            with self._lock:
+                queue = self._queue
+                if queue and (match is None or isinstance(queue[0][1], match)):
+                    return queue.popleft()[1]
         return self._await(_One(match), seconds)
 
     @overload
@@ -354,7 +411,7 @@ class Mailbox:
         if it took messages they go back to their original places, so the caller must
         not use its value.
         """
-        if not isinstance(future, _Wait) or future.mailbox is not self:
+        if not isinstance(future, _FutureWait) or future.mailbox is not self:
             raise InvalidArgument(f"{future!r} is not a wait on {self!r}")
         was_pending = self._withdraw(future)
         if was_pending:
@@ -429,33 +486,33 @@ class Mailbox:
             elif seconds == 0:
                 raise self._timeout_error(collector, seconds)
             else:
-                wait = _Wait(self, collector)
+                wait = _BlockingWait(self, collector)
                 wait.taken = self._take_locked(indices)
                 wait.state = _State.PENDING
                 self._waits[wait] = None
         if wait is None:
             return collector.result()
         try:
-            return wait.get(timeout=seconds)  # type: ignore[no-any-return]
-        except PykkaTimeout:
-            pass
-        except BaseException as exc:
-            if exc is not wait.error:  # interrupted, not failed: give back what it took
-                self._withdraw(wait)
+            resolved = wait.sleep(seconds)
+        except BaseException:  # interrupted: give back what it took
+            self._withdraw(wait)
             raise
-        with self._lock:
-            timed_out = wait.state is _State.PENDING
+        if not resolved:
+            with self._lock:
+                timed_out = wait.state is _State.PENDING
+                if timed_out:
+                    outcomes = self._unregister_locked(wait, _State.WITHDRAWN)
             if timed_out:
-                outcomes = self._unregister_locked(wait, _State.WITHDRAWN)
-        if not timed_out:
-            # Resolved in the race with the timeout: the value is set right after the lock.
-            return wait.get()  # type: ignore[no-any-return]
-        _settle(outcomes)
-        raise self._timeout_error(collector, seconds)
+                _settle(outcomes)
+                raise self._timeout_error(collector, seconds)
+            wait.sleep(None)  # resolved in the race with the timeout: settled right after
+        if wait.error is not None:
+            raise wait.error
+        return wait.value  # type: ignore[return-value]
 
-    def _start(self, collector: Collector[T]) -> _Wait[T]:
+    def _start(self, collector: Collector[T]) -> _FutureWait[T]:
         """Scan, then register unless the queue already held enough; return the future."""
-        wait = _Wait(self, collector)
+        wait = _FutureWait(self, collector)
         with self._lock:
             done, indices = self._scan_locked(collector)
             wait.taken = self._take_locked(indices)
@@ -468,7 +525,7 @@ class Mailbox:
             _settle([(wait, None)])
         return wait
 
-    def _withdraw(self, wait: _Wait[Any]) -> bool:
+    def _withdraw(self, wait: _Wait) -> bool:
         """Unregister `wait` (True if it was pending), giving back what it took."""
         with self._lock:
             match wait.state:
@@ -485,7 +542,7 @@ class Mailbox:
         _settle(outcomes)
         return was_pending
 
-    def _unregister_locked(self, wait: _Wait[Any], state: _State) -> list[_Outcome]:
+    def _unregister_locked(self, wait: _Wait, state: _State) -> list[_Outcome]:
         del self._waits[wait]
         wait.state = state
         if isinstance(wait.collector, _One) and wait.collector.key is not None:
@@ -607,10 +664,10 @@ class Mailbox:
 
     def _offer_locked(
         self, message: object
-    ) -> tuple[_Wait[Any] | None, bool, Exception | None, list[_Wait[Any]]]:
+    ) -> tuple[_Wait | None, bool, Exception | None, list[_Wait]]:
         """The first registered wait that takes `message`, whether it is done, or its error;
         and the waits before it that `KEEP` it (ended by it, without taking it)."""
-        kept: list[_Wait[Any]] = []
+        kept: list[_Wait] = []
         for wait in self._waits:
             try:
                 verdict = wait.collector.offer(message)

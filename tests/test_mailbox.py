@@ -840,11 +840,11 @@ def test_an_interrupted_receive_gives_a_taken_message_back(
     """Ctrl-C lands just after a put resolved the wait: the message goes back, not lost."""
     mailbox = Mailbox()
 
-    def interrupted_get(self: object, *, timeout: float | None = None) -> object:
+    def interrupted_sleep(self: object, seconds: float | None) -> bool:
         mailbox.put(A(1))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mailbox_module._Wait, "get", interrupted_get)
+    monkeypatch.setattr(mailbox_module._BlockingWait, "sleep", interrupted_sleep)
     with pytest.raises(KeyboardInterrupt):
         mailbox.receive(A, 5000)
     assert mailbox.messages() == [A(1)]
@@ -878,3 +878,78 @@ def test_receiving_late_messages_in_a_loop_asks_the_match_about_each_message_onc
 
     assert [mailbox.receive(counting_is_a, 0) for _ in range(100)] == [A(i) for i in range(100)]
     assert calls == 1100
+
+
+# -- put_all, the head fast path, held wakeups ----------------------------------------------
+
+
+def test_put_all_keeps_order_and_serves_registered_waits_first() -> None:
+    mailbox = Mailbox()
+    first_b = mailbox.receive_future(B)
+    collector = mailbox.collect_future(Chunks(A, 2))
+    mailbox.put_all([A(1), B(2), A(3), A(4), B(5)])
+    assert collector.get(timeout=WAIT_S) == [1, 3]
+    assert first_b.get(timeout=WAIT_S) == B(2)
+    assert mailbox.messages() == [A(4), B(5)]
+    mailbox.put_all([])
+    mailbox.put(A(6))
+    assert [mailbox.receive(None, 0) for _ in range(3)] == [A(4), B(5), A(6)]
+
+
+def test_put_all_wakes_a_blocked_receive_with_the_first_match() -> None:
+    mailbox = Mailbox()
+    thread = threading.Thread(target=lambda: (time.sleep(0.02), mailbox.put_all([A(1), B(2)])))
+    thread.start()
+    assert mailbox.receive(B, 5000) == B(2)
+    thread.join()
+    assert mailbox.messages() == [A(1)]
+
+
+def test_receive_of_a_class_skips_a_head_of_another_class() -> None:
+    mailbox = Mailbox()
+    put_all(mailbox, A(1), B(2), A(3))
+    assert mailbox.receive(B, 0) == B(2)
+    assert mailbox.receive(A, 0) == A(1)
+    assert mailbox.receive(None, 0) == A(3)
+    with pytest.raises(AwaitTimeout):
+        mailbox.receive(A, 0)
+
+
+def test_a_wakeup_held_by_a_thread_is_released_before_it_would_block() -> None:
+    """A holding thread (the reactor's way) wakes the receiver only at `release_held`."""
+    from gluegun_actors import _wakeups
+
+    mailbox = Mailbox()
+    got: list[object] = []
+    receiver = threading.Thread(target=lambda: got.append(mailbox.receive(A, 5000)))
+    receiver.start()
+    assert wait_for(lambda: "1 waiting" in repr(mailbox))
+    put = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        _wakeups.hold_on_this_thread()
+        mailbox.put(A(1))
+        put.set()
+        release.wait(WAIT_S)
+        _wakeups.stop_holding()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert put.wait(WAIT_S)
+    receiver.join(0.05)
+    assert receiver.is_alive() and got == [], "woken before the holder released"
+    release.set()
+    receiver.join(WAIT_S)
+    thread.join(WAIT_S)
+    assert got == [A(1)]
+    assert len(mailbox) == 0
+
+
+def wait_for(predicate_: Callable[[], bool], timeout: float = WAIT_S) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate_():
+            return True
+        time.sleep(0.002)
+    return predicate_()

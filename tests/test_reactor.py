@@ -600,6 +600,74 @@ def test_no_callback_after_close_returns(
     recorder.assert_quiet()
 
 
+def test_a_write_from_another_thread_does_not_wait_for_a_running_callback(
+    reactor: rx.Reactor, listener: socket.socket, peers: list[socket.socket]
+) -> None:
+    """The callback runs with the transport lock released: while it blocks, another
+    thread still writes (with the lock held during callbacks, this write would hang)."""
+    in_callback = threading.Event()
+    written = threading.Event()
+    seen: list[bool] = []
+
+    def callback(event: rx.TransportEvent) -> None:
+        if isinstance(event, rx.Received):
+            in_callback.set()
+            seen.append(written.wait(WAIT))
+
+    transport = reactor.connect(
+        LOOPBACK, listener.getsockname()[1], callback=callback, timeout=WAIT
+    )
+    peer, _ = listener.accept()
+    peer.settimeout(WAIT)
+    peers.append(peer)
+    transport.resume_reading()
+    peer.sendall(b"ping")
+    assert in_callback.wait(WAIT)
+    writer = threading.Thread(target=lambda: (transport.write(b"pong"), written.set()))
+    writer.start()
+    writer.join(WAIT)
+    assert written.is_set()
+    assert recv_exactly(peer, 4) == b"pong"
+    assert wait_until(lambda: seen == [True])
+    transport.close()
+
+
+def test_close_from_another_thread_waits_for_the_running_callback_then_silences(
+    reactor: rx.Reactor, listener: socket.socket, peers: list[socket.socket]
+) -> None:
+    """`close` waits for a callback in progress; nothing is delivered after it returns,
+    not even an event the reactor had already found."""
+    release = threading.Event()
+    calls: list[str] = []
+
+    def callback(event: rx.TransportEvent) -> None:
+        calls.append(type(event).__name__)
+        if isinstance(event, rx.Received):
+            event.transport.resume_reading()
+            release.wait(WAIT)
+
+    transport = reactor.connect(
+        LOOPBACK, listener.getsockname()[1], callback=callback, timeout=WAIT
+    )
+    peer, _ = listener.accept()
+    peers.append(peer)
+    assert wait_until(lambda: calls == ["Connected"])
+    transport.resume_reading()
+    peer.sendall(b"first")
+    assert wait_until(lambda: calls == ["Connected", "Received"])
+    peer.sendall(b"second")
+    closer = threading.Thread(target=transport.close)
+    closer.start()
+    closer.join(QUIET)
+    assert closer.is_alive(), "close returned while a callback was running"
+    release.set()
+    closer.join(WAIT)
+    assert not closer.is_alive()
+    count = len(calls)
+    time.sleep(QUIET)
+    assert len(calls) == count
+
+
 def test_repr_names_the_peer_and_the_state(
     reactor: rx.Reactor, listener: socket.socket, peers: list[socket.socket]
 ) -> None:
