@@ -374,15 +374,12 @@ class _Inbox:
         popleft = messages.popleft
         handle = actor._pool_handle
         for _ in range(batch):
-            try:
-                envelope = popleft()
-            except IndexError:
+            if not messages:
                 with self._lock:
                     if not messages:
                         self._state = _IDLE
                         return
-                envelope = popleft()
-            handle(envelope)
+            handle(popleft())
             if stopped():
                 self._finish(actor)
                 return
