@@ -629,9 +629,11 @@ class Transport:
     def _on_ready(self, mask: int) -> None:
         """The selector says the socket is ready for `mask`.
 
-        A plain socket's read is made without the transport lock (the kernel keeps a
-        send from another thread apart from it), so an actor writing meanwhile does not
-        wait for the read; the lock is taken to record what it gave.
+        A plain socket's read takes no transport lock (the kernel keeps a send from
+        another thread apart from it), and its bytes are reported under the delivery lock
+        alone, so neither waits for an actor that holds the transport lock through a send.
+        While reading is armed the read side's state is the reactor's own; `close` takes
+        the delivery lock too, so nothing is reported after it returns.
         """
         if (
             mask == _READ
@@ -649,7 +651,17 @@ class Transport:
             except OSError as error:
                 self._after_unlocked_read(size, b"", error)
                 return
-            self._after_unlocked_read(size, data, None)
+            if not data:
+                self._after_unlocked_read(size, data, None)
+                return
+            with self._delivering:
+                if (
+                    not self._muted
+                    and self._phase is _Phase.OPEN
+                    and self._reading is _Reading.ARMED
+                ):
+                    self._took(size, data)
+                    self._deliver_pending()
             return
         self._on_ready_locked(mask)
 

@@ -632,6 +632,23 @@ def test_a_write_from_another_thread_does_not_wait_for_a_running_callback(
     transport.close()
 
 
+def test_a_plain_read_is_reported_while_a_writer_holds_the_transport_lock(
+    reactor: rx.Reactor, listener: socket.socket, peers: list[socket.socket]
+) -> None:
+    """An actor holds the transport lock through its send; the reactor's read of a plain
+    socket, and its report, do not wait for it."""
+    recorder = Recorder()
+    transport, peer = open_transport(reactor, listener, peers, recorder)
+    transport.resume_reading()
+    peer.sendall(b"one")
+    assert recorder.expect(rx.Received).data == b"one"
+    with transport._lock:  # what `write` holds while the kernel takes its bytes
+        transport.resume_reading()
+        peer.sendall(b"two")
+        assert recorder.expect(rx.Received).data == b"two"
+    transport.close()
+
+
 def test_close_from_another_thread_waits_for_the_running_callback_then_silences(
     reactor: rx.Reactor, listener: socket.socket, peers: list[socket.socket]
 ) -> None:
