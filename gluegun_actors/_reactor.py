@@ -15,7 +15,8 @@ Each `Transport` has a re-entrant lock that guards its state and serialises all 
 its socket (an `ssl.SSLSocket` must not be read and written at once), so `write` can
 send at once from the actor's thread. The reactor thread queues the events it finds
 under that lock and calls the callback after releasing it, so an actor writing from
-another thread never waits for a callback to end. Callbacks run under a second
+another thread never waits for a callback to end; a plain socket's read and its report
+take no transport lock at all (`Transport._on_ready`). Callbacks run under a second
 re-entrant lock, the delivery lock, which `close` takes too: once `close` returns no
 callback runs. A callback may call the same transport's methods; it must not wait on a
 thread that is itself closing that transport. Lock order is delivery, transport, reactor.
