@@ -706,30 +706,28 @@ class ConnectionActor(PooledActor):
         silence_pings = stream.ws_options.silence_pings
         batch: list[object] = []
         for event in events:
-            if type(event) is ws.Received:
-                frame = event.frame
-                kind = type(frame)
-                if tracing:
-                    tracer.emit("ws_recv_frame_end", stream=ref, frame=kind.__name__)
-                if kind is Text or kind is Binary:
-                    if stream.credits is not None:
-                        stream.credits -= 1
-                elif kind is not Close:
-                    if kind is Pong:
-                        self._cancel_timer(TimerKind.PONG)
-                    if silence_pings:
-                        continue
-                if not stream.cancelled:
-                    batch.append(GunWs(conn, ref, frame))
-            elif type(event) is ws.Failed:
+            if isinstance(event, ws.Failed):
                 if not stream.cancelled:
                     batch.append(GunError(conn, ref, event.error))
-            else:
-                assert type(event) is ws.Finished
+                continue
+            if isinstance(event, ws.Finished):
                 self._deliver_all(batch)
                 self._flush_out()
                 self._lost(event.reason, (ref,))
                 return
+            kind = type(event)
+            if tracing:
+                tracer.emit("ws_recv_frame_end", stream=ref, frame=kind.__name__)
+            if kind is Text or kind is Binary:
+                if stream.credits is not None:
+                    stream.credits -= 1
+            elif kind is not Close:
+                if kind is Pong:
+                    self._cancel_timer(TimerKind.PONG)
+                if silence_pings:
+                    continue
+            if not stream.cancelled:
+                batch.append(GunWs(conn, ref, event))
         self._deliver_all(batch)
         self._flush_out()
 

@@ -13,10 +13,11 @@ From then on the whole I/O contract is three calls, as in wsproto:
 * `send(frame)` queues one frame from the owner;
 * `data_to_send() -> bytes` hands over everything queued, for the actor to write.
 
-Events are `Received(frame)` (a whole message, fragments joined, or a control frame),
-`Failed(error, close_code)` (the peer broke the protocol; a close frame is queued) and
-`Finished(reason)`, always the last event: the actor writes what is queued and closes
-the socket. `Failed` is always followed by `Finished(error)`.
+Events are the peer's frames themselves (`Text`/`Binary`, a whole message with its
+fragments joined, or a `Ping`/`Pong`/`Close`), `Failed(error, close_code)` (the peer
+broke the protocol; a close frame is queued) and `Finished(reason)`, always the last
+event: the actor writes what is queued and closes the socket. `Failed` is always
+followed by `Finished(error)`.
 
 Without an extension, the bytes on the wire are parsed by `_frames.FrameParser`, which
 checks every frame and hands over a batch of pieces per read for little work per frame
@@ -85,7 +86,6 @@ __all__ = [
     "Finished",
     "Handshake",
     "Negotiated",
-    "Received",
     "WsConnection",
     "WsEvent",
     "WsSettings",
@@ -402,13 +402,6 @@ class _PerMessageDeflate(PerMessageDeflate):
 
 
 @dataclass(frozen=True, slots=True)
-class Received:
-    """A whole Text/Binary message (fragments joined), or a Ping/Pong/Close from the peer."""
-
-    frame: Frame
-
-
-@dataclass(frozen=True, slots=True)
 class Failed:
     """The peer broke the protocol; a close frame with `close_code` is queued.
 
@@ -430,7 +423,9 @@ class Finished:
     reason: object
 
 
-WsEvent: TypeAlias = Received | Failed | Finished
+WsEvent: TypeAlias = Frame | Failed | Finished
+"""A frame from the peer (a whole Text/Binary message with its fragments joined, or a
+Ping/Pong/Close), a failure, or the end."""
 
 NORMAL: Final = "normal"
 EOF_CLOSED: Final = "closed"
@@ -706,9 +701,9 @@ class WsConnection:
                 assert isinstance(payload, bytes)  # FrameDecoder hands over raw bytes
                 if opcode is Opcode.PING:
                     self._queue_frame(_FIN | Opcode.PONG, payload)
-                    events.append(Received(Ping(payload)))
+                    events.append(Ping(payload))
                 elif opcode is Opcode.PONG:
-                    events.append(Received(Pong(payload)))
+                    events.append(Pong(payload))
                 elif opcode is Opcode.CLOSE:
                     self._on_close(payload, events)
                 else:
@@ -728,19 +723,19 @@ class WsConnection:
         for opcode, payload, done in pieces:
             if done and self._message is None and opcode <= _frames.BINARY:
                 if opcode == _frames.BINARY:  # a whole message in one piece: the common case
-                    append(Received(Binary(payload)))
+                    append(Binary(payload))
                     continue
                 try:
-                    append(Received(Text(payload.decode("utf-8"))))
+                    append(Text(payload.decode("utf-8")))
                     continue
                 except UnicodeDecodeError as exc:
                     self._fail_utf8(events, exc)
                     return
             if opcode == _frames.PING:
                 self._queue_frame(_FIN | Opcode.PONG, payload)
-                append(Received(Ping(payload)))
+                append(Ping(payload))
             elif opcode == _frames.PONG:
-                append(Received(Pong(payload)))
+                append(Pong(payload))
             elif opcode == _frames.CLOSE:
                 self._on_close(payload, events)
                 return
@@ -780,11 +775,11 @@ class WsConnection:
                 self._fail_too_big(events, len(payload))
             elif opcode is Opcode.TEXT:
                 try:
-                    events.append(Received(Text(payload.decode("utf-8"))))
+                    events.append(Text(payload.decode("utf-8")))
                 except UnicodeDecodeError as exc:
                     self._fail_utf8(events, exc)
             else:
-                events.append(Received(Binary(payload)))
+                events.append(Binary(payload))
             return
         else:
             kind = self._message = opcode
@@ -815,7 +810,7 @@ class WsConnection:
                 text = "".join(self._text_parts)
                 self._text_parts = []
                 self._message = None
-                events.append(Received(Text(text)))
+                events.append(Text(text))
         else:
             if payload:
                 self._bytes_parts.append(payload)
@@ -823,7 +818,7 @@ class WsConnection:
                 data = b"".join(self._bytes_parts)
                 self._bytes_parts = []
                 self._message = None
-                events.append(Received(Binary(data)))
+                events.append(Binary(data))
         return True
 
     def _on_close(self, payload: bytes, events: list[WsEvent]) -> None:
@@ -832,7 +827,7 @@ class WsConnection:
         except _BadClose as exc:
             self._fail(events, RemoteProtocolError(str(exc)), exc.code)
             return
-        events.append(Received(close))
+        events.append(close)
         self._close_code = 1005 if close.code is None else close.code
         self._close_reason = close.reason
         if self._state is OPEN:  # echo the peer's code (RFC 6455 5.5.1)

@@ -40,7 +40,6 @@ from gluegun_actors._ws import (
     Finished,
     Handshake,
     Negotiated,
-    Received,
     WsConnection,
     WsEvent,
     WsSettings,
@@ -362,7 +361,7 @@ def test_text_echoes_through_a_wsproto_server() -> None:
     (message,) = server.events()
     assert isinstance(message, TextMessage)
     data = server.send(TextMessage(message.data))
-    assert client.receive_data(data) == [Received(Text("héllo"))]
+    assert client.receive_data(data) == [Text("héllo")]
 
 
 def test_binary_echoes_through_a_wsproto_server() -> None:
@@ -372,7 +371,7 @@ def test_binary_echoes_through_a_wsproto_server() -> None:
     (message,) = p.to_server()
     assert isinstance(message, BytesMessage)
     assert message.data == payload
-    assert p.to_client(BytesMessage(message.data)) == [Received(Binary(payload))]
+    assert p.to_client(BytesMessage(message.data)) == [Binary(payload)]
 
 
 def test_large_binary_uses_the_64_bit_length() -> None:
@@ -387,14 +386,14 @@ def test_large_binary_uses_the_64_bit_length() -> None:
 
 def test_frames_after_the_101_are_delivered_by_initial_events() -> None:
     client, _server = upgrade(WsSettings(), after_101=[TextMessage("early"), WsPing(b"p")])
-    assert client.initial_events() == [Received(Text("early")), Received(Ping(b"p"))]
+    assert client.initial_events() == [Text("early"), Ping(b"p")]
     assert client.initial_events() == []
 
 
 def test_frames_after_the_101_come_first_if_initial_events_is_skipped() -> None:
     client, server = upgrade(WsSettings(), after_101=[TextMessage("early")])
     events = client.receive_data(server.send(TextMessage("late")))
-    assert events == [Received(Text("early")), Received(Text("late"))]
+    assert events == [Text("early"), Text("late")]
 
 
 def test_ping_after_the_101_is_answered_at_once() -> None:
@@ -405,13 +404,13 @@ def test_ping_after_the_101_is_answered_at_once() -> None:
 
 def test_ping_is_answered_with_pong_and_reported() -> None:
     p = pair()
-    assert p.to_client(WsPing(b"are you there")) == [Received(Ping(b"are you there"))]
+    assert p.to_client(WsPing(b"are you there")) == [Ping(b"are you there")]
     assert p.to_server() == [WsPong(b"are you there")]
 
 
 def test_pong_is_reported() -> None:
     p = pair()
-    assert p.to_client(WsPong(b"beat")) == [Received(Pong(b"beat"))]
+    assert p.to_client(WsPong(b"beat")) == [Pong(b"beat")]
 
 
 def test_fragmented_text_is_reassembled_into_one_message() -> None:
@@ -421,7 +420,7 @@ def test_fragmented_text_is_reassembled_into_one_message() -> None:
         TextMessage("men", message_finished=False),
         TextMessage("ted", message_finished=True),
     )
-    assert events == [Received(Text("fragmented"))]
+    assert events == [Text("fragmented")]
 
 
 def test_fragmented_binary_is_reassembled_into_one_message() -> None:
@@ -431,32 +430,32 @@ def test_fragmented_binary_is_reassembled_into_one_message() -> None:
         BytesMessage(b"", message_finished=False),
         BytesMessage(b"\x02", message_finished=True),
     )
-    assert events == [Received(Binary(b"\x00\x01\x02"))]
+    assert events == [Binary(b"\x00\x01\x02")]
 
 
 def test_message_fed_one_byte_at_a_time_is_delivered_once() -> None:
     p = pair()
     wire = p.server.send(TextMessage("snow ☃ man"))
     events = [event for i in range(len(wire)) for event in p.client.receive_data(wire[i : i + 1])]
-    assert events == [Received(Text("snow ☃ man"))]
+    assert events == [Text("snow ☃ man")]
 
 
 def test_character_split_across_fragments_is_accepted() -> None:
     p = pair()
     snowman = "☃".encode()
     wire = server_frame(0x1, snowman[:1], fin=False) + server_frame(0x0, snowman[1:])
-    assert p.client.receive_data(wire) == [Received(Text("☃"))]
+    assert p.client.receive_data(wire) == [Text("☃")]
 
 
 def test_ping_between_fragments_comes_before_the_message() -> None:
     p = pair()
     events = p.to_client(TextMessage("a", message_finished=False), WsPing(b"x"), TextMessage("b"))
-    assert events == [Received(Ping(b"x")), Received(Text("ab"))]
+    assert events == [Ping(b"x"), Text("ab")]
 
 
 def test_message_of_exactly_max_message_size_is_delivered() -> None:
     p = pair(WsSettings(max_message_size=10))
-    assert p.to_client(BytesMessage(bytes(10))) == [Received(Binary(bytes(10)))]
+    assert p.to_client(BytesMessage(bytes(10))) == [Binary(bytes(10))]
 
 
 # ----------------------------------------------------------------------------- failures
@@ -590,7 +589,7 @@ def test_nothing_is_read_after_a_failure() -> None:
 def test_peer_close_is_reported_echoed_and_finishes() -> None:
     p = pair()
     events = p.to_client(CloseConnection(3333, "bye"))
-    assert events == [Received(Close(3333, "bye")), Finished("normal")]
+    assert events == [Close(3333, "bye"), Finished("normal")]
     assert sent_close_code(p) == 3333
     assert (p.client.state, p.client.close_code, p.client.close_reason) == (CLOSED, 3333, "bye")
 
@@ -598,7 +597,7 @@ def test_peer_close_is_reported_echoed_and_finishes() -> None:
 def test_peer_close_without_a_code_is_answered_with_1000() -> None:
     p = pair()
     events = p.client.receive_data(server_frame(0x8))
-    assert events == [Received(Close(None, "")), Finished("normal")]
+    assert events == [Close(None, ""), Finished("normal")]
     assert sent_close_code(p) == 1000
     assert p.client.close_code == 1005
 
@@ -630,7 +629,7 @@ def test_local_close_waits_for_the_peers_close() -> None:
     (close,) = p.to_server()
     assert close == CloseConnection(1000, "done")
     events = p.to_client(close.response())
-    assert events == [Received(Close(1000, "done")), Finished("normal")]
+    assert events == [Close(1000, "done"), Finished("normal")]
     assert (p.client.state, p.client.close_code) == (CLOSED, 1000)
     assert p.client.data_to_send() == b""  # the peer's close is not answered twice
 
@@ -638,7 +637,7 @@ def test_local_close_waits_for_the_peers_close() -> None:
 def test_data_received_while_closing_is_delivered() -> None:
     p = pair()
     p.client.send(Close())
-    assert p.client.receive_data(server_frame(0x1, b"still here")) == [Received(Text("still here"))]
+    assert p.client.receive_data(server_frame(0x1, b"still here")) == [Text("still here")]
 
 
 def test_sending_data_after_our_close_raises_bad_state() -> None:
@@ -745,7 +744,7 @@ def test_compressed_messages_round_trip() -> None:
     (message,) = server.events()
     assert isinstance(message, TextMessage)
     assert message.data == text
-    assert client.receive_data(server.send(Message(text))) == [Received(Text(text))]
+    assert client.receive_data(server.send(Message(text))) == [Text(text)]
 
 
 def test_compressed_fragmented_message_with_a_ping_inside_is_reassembled() -> None:
@@ -754,8 +753,8 @@ def test_compressed_fragmented_message_with_a_ping_inside_is_reassembled() -> No
     wire += server.send(WsPing(b"mid"))
     wire += server.send(TextMessage("second half"))
     assert client.receive_data(wire) == [
-        Received(Ping(b"mid")),
-        Received(Text("first half second half")),
+        Ping(b"mid"),
+        Text("first half second half"),
     ]
 
 
@@ -818,12 +817,12 @@ MIXED_WIRE = (
     + server_frame(0x2, b"")
 )
 MIXED_EVENTS: list[WsEvent] = [
-    Received(Text("snow ☃")),
-    Received(Binary(bytes(range(200)))),
-    Received(Ping(b"ping")),
-    Received(Text("fragment ☃ed")),
-    Received(Pong(b"")),
-    Received(Binary(b"")),
+    Text("snow ☃"),
+    Binary(bytes(range(200))),
+    Ping(b"ping"),
+    Text("fragment ☃ed"),
+    Pong(b""),
+    Binary(b""),
 ]
 
 
@@ -908,7 +907,7 @@ def test_64_bit_frame_split_anywhere_is_delivered_whole(split: int) -> None:
     wire = server_frame(0x2, payload) + server_frame(0x1, b"next")
     p = pair()
     events = p.client.receive_data(wire[:split]) + p.client.receive_data(wire[split:])
-    assert events == [Received(Binary(payload)), Received(Text("next"))]
+    assert events == [Binary(payload), Text("next")]
 
 
 def test_large_frame_in_64_kib_reads_is_not_buffered() -> None:
@@ -943,13 +942,13 @@ def test_parser_reads_nothing_after_a_close_frame() -> None:
 def test_close_followed_by_garbage_finishes_normally() -> None:
     p = pair()
     events = p.client.receive_data(server_frame(0x8, close_payload(1000)) + b"\xff\xff\xff")
-    assert events == [Received(Close(1000, "")), Finished("normal")]
+    assert events == [Close(1000, ""), Finished("normal")]
 
 
 def test_messages_before_a_bad_frame_are_delivered_before_the_failure() -> None:
     p = pair()
     events = p.client.receive_data(server_frame(0x1, b"ok") + server_frame(0x3))
-    assert events[0] == Received(Text("ok"))
+    assert events[0] == Text("ok")
     assert_failed(events, RemoteProtocolError, 1002)
 
 
@@ -1032,13 +1031,13 @@ def test_frame_announcing_too_much_fails_at_its_header() -> None:
 def test_frame_of_exactly_the_limit_with_a_64_bit_length_is_delivered() -> None:
     payload = bytes(70_000)
     p = pair(WsSettings(max_message_size=70_000))
-    assert p.client.receive_data(server_frame(0x2, payload)) == [Received(Binary(payload))]
+    assert p.client.receive_data(server_frame(0x2, payload)) == [Binary(payload)]
 
 
 def test_fragments_adding_up_to_the_limit_are_delivered() -> None:
     p = pair(WsSettings(max_message_size=10))
     wire = server_frame(0x2, bytes(4), fin=False) + server_frame(0x0, bytes(6))
-    assert p.client.receive_data(wire) == [Received(Binary(bytes(10)))]
+    assert p.client.receive_data(wire) == [Binary(bytes(10))]
 
 
 def test_invalid_utf8_fails_before_the_rest_of_its_frame_arrives() -> None:
@@ -1051,7 +1050,7 @@ def test_text_split_inside_a_character_across_reads_is_accepted() -> None:
     p = pair()
     wire = server_frame(0x1, "☃☃".encode())
     assert p.client.receive_data(wire[:4]) == []
-    assert p.client.receive_data(wire[4:]) == [Received(Text("☃☃"))]
+    assert p.client.receive_data(wire[4:]) == [Text("☃☃")]
 
 
 def test_eof_inside_a_partial_data_frame_finishes_with_an_error() -> None:
