@@ -440,6 +440,10 @@ class WsState(enum.Enum):
     LOCAL_CLOSING = "local_closing"  # we sent a close frame and wait for the peer's
     CLOSED = "closed"  # Finished was reported; nothing more is read or sent
 
+    # Members are singletons compared by identity: hash them by identity in C, not by
+    # name in Python as `Enum` does (every `send` looks its state up in `_SENDABLE`).
+    __hash__ = object.__hash__
+
 
 OPEN: Final = WsState.OPEN
 LOCAL_CLOSING: Final = WsState.LOCAL_CLOSING
