@@ -1151,6 +1151,7 @@ class Reactor:
                     self._transport_error(transport, error)
                 if count % WAKEUP_BATCH == 0:
                     _wakeups.release_held()
+            _wakeups.release_held()  # the sockets' work is done; commands and timers are short
             self._run_commands()
             self._run_timers()
             if self._life is _Life.STOPPING and self._stop_done():
