@@ -685,13 +685,8 @@ class Transport:
                 self._handshake()
             case _Phase.OPEN:
                 self._serve(mask)
-            case _Phase.FLUSHING:
-                self._drain()
-            case _Phase.FAILING:
-                assert self._failure is not None
-                self._break(self._failure)
-            case _Phase.CLOSED:
-                self._release()
+            case _Phase.FLUSHING | _Phase.FAILING | _Phase.CLOSED:
+                self._wind_down()
             case _Phase.RESOLVING:
                 pass
 
@@ -718,6 +713,15 @@ class Transport:
                 if self._reading is _Reading.ARMED and self._tls_pending():
                     self._read()
                 self._apply_interest(lazy=True)
+            case _Phase.FLUSHING | _Phase.FAILING | _Phase.CLOSED:
+                self._wind_down()
+            case _Phase.RESOLVING | _Phase.CONNECTING | _Phase.HANDSHAKING:
+                pass
+
+    def _wind_down(self) -> None:
+        """FLUSHING, FAILING or CLOSED, on readiness or a command: flush what is parked,
+        report the write failure, or let the socket go."""
+        match self._phase:
             case _Phase.FLUSHING:
                 self._drain()
             case _Phase.FAILING:
@@ -725,8 +729,6 @@ class Transport:
                 self._break(self._failure)
             case _Phase.CLOSED:
                 self._release()
-            case _Phase.RESOLVING | _Phase.CONNECTING | _Phase.HANDSHAKING:
-                pass
 
     def _read(self) -> None:
         sock = self._sock
