@@ -12,6 +12,7 @@ from typing import Any
 
 import pykka
 import pytest
+from polling import wait_until
 
 from gluegun_actors import mailbox as mailbox_module
 from gluegun_actors._types import Milliseconds
@@ -923,7 +924,7 @@ def test_a_wakeup_held_by_a_thread_is_released_before_it_would_block() -> None:
     got: list[object] = []
     receiver = threading.Thread(target=lambda: got.append(mailbox.receive(A, 5000)))
     receiver.start()
-    assert wait_for(lambda: "1 waiting" in repr(mailbox))
+    assert wait_until(lambda: "1 waiting" in repr(mailbox))
     put = threading.Event()
     release = threading.Event()
 
@@ -944,12 +945,3 @@ def test_a_wakeup_held_by_a_thread_is_released_before_it_would_block() -> None:
     thread.join(WAIT_S)
     assert got == [A(1)]
     assert len(mailbox) == 0
-
-
-def wait_for(predicate_: Callable[[], bool], timeout: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate_():
-            return True
-        time.sleep(0.002)
-    return predicate_()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import wait_until
 
 from gluegun_actors import _reactor as rx
 
@@ -72,15 +73,6 @@ class Recorder:
             chunks.append(event.data)
             total += len(event.data)
         return b"".join(chunks)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.002)
-    return predicate()
 
 
 def fd_count() -> int:

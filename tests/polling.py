@@ -1,0 +1,19 @@
+"""Waiting in tests for a condition another thread brings about, bounded in time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+POLL_INTERVAL = 0.002
+"""Seconds between two looks at the condition."""
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """True as soon as `predicate()` is; False if it still is not after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(POLL_INTERVAL)
+    return predicate()
