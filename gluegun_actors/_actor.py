@@ -35,7 +35,7 @@ from gluegun_actors import _ws as ws
 from gluegun_actors._handle import Connection
 from gluegun_actors._options import Options
 from gluegun_actors._owner import Owner, as_owner
-from gluegun_actors._pool import PooledActor
+from gluegun_actors._pool import PooledActor, queued_tells
 from gluegun_actors._trace import Tracer
 from gluegun_actors._types import Headers, Protocol, StreamRef
 from gluegun_actors.errors import (
@@ -259,7 +259,9 @@ class ConnectionActor(PooledActor):
             self.reactor = None  # type: ignore[assignment]
 
     def _owner_died_callback(self) -> None:
-        with contextlib.suppress(pykka.ActorDeadError):
+        # A thread's mailbox dies while the thread is being torn down: the shutdown turn
+        # (which may stop and join the reactor) runs on a worker, not there.
+        with contextlib.suppress(pykka.ActorDeadError), queued_tells():
             self.actor_ref.tell(OwnerDied())
 
     def _terminate(self, reason: object, *, linger: bool = True) -> None:

@@ -45,7 +45,8 @@ a request from a caller is written to the socket without a thread switch, and th
 reactor thread parses what it read without one either. It is still the actor's turn:
 the inbox is marked scheduled first, so no other thread runs the actor meanwhile, and
 anything left after one batch goes to the workers. A thread already inside an actor's
-turn (a worker, or a handoff in progress) only queues, so turns never nest.
+turn (a worker, or a handoff in progress) only queues, so turns never nest; so does a
+thread inside `queued_tells()`.
 
 Workers start with the first live actor of a scheduler and are told to exit when its
 last actor has stopped (a reference count, like `_reactor.acquire_reactor`), so nothing
@@ -56,6 +57,7 @@ gets no `on_stop`.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
@@ -64,7 +66,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import pykka
@@ -232,6 +234,23 @@ class _Turn(threading.local):
 
 
 _turn = _Turn()
+
+
+@contextlib.contextmanager
+def queued_tells() -> Iterator[None]:
+    """Within the block, tells from this thread only queue for the workers.
+
+    For code that must not run an actor's turn where it stands, such as a callback from
+    a thread that is being torn down.
+    """
+    if _turn.active:
+        yield
+        return
+    _turn.active = True
+    try:
+        yield
+    finally:
+        _turn.active = False
 
 
 def _work(runnable: queue.SimpleQueue[_Inbox | None], batch: int) -> None:
@@ -506,4 +525,5 @@ __all__ = [
     "PooledActor",
     "Scheduler",
     "default_scheduler",
+    "queued_tells",
 ]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pykka
 import pytest
+from polling import wait_until
 
 from gluegun_actors import connection, http, mailbox
 from gluegun_actors._actor import ConnectionActor
@@ -34,15 +35,6 @@ def _gluegun_threads() -> list[str]:
     ]
 
 
-def _wait_until(predicate: Any, seconds: float = 3.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
-
-
 def test_open_sends_gun_up_to_the_calling_threads_mailbox(embedded_server) -> None:
     conn = connection.open("127.0.0.1", embedded_server.port)
     try:
@@ -64,7 +56,7 @@ def test_close_leaves_no_thread_socket_or_registration(embedded_server) -> None:
     warm_up = connection.open("127.0.0.1", embedded_server.port)
     connection.await_up(warm_up, T)
     connection.close(warm_up)
-    assert _wait_until(lambda: embedded_server.live_connections == 0)
+    assert wait_until(lambda: embedded_server.live_connections == 0)
     before_fds = _open_fds()
     conns = [connection.open("127.0.0.1", embedded_server.port) for _ in range(5)]
     for conn in conns:
@@ -74,9 +66,9 @@ def test_close_leaves_no_thread_socket_or_registration(embedded_server) -> None:
         connection.close(conn)
     assert pykka.ActorRegistry.get_by_class(ConnectionActor) == []
     assert all(not conn.alive for conn in conns)
-    assert _wait_until(lambda: _gluegun_threads() == [])
-    assert _wait_until(lambda: embedded_server.live_connections == 0)
-    assert _wait_until(lambda: _open_fds() <= before_fds)
+    assert wait_until(lambda: _gluegun_threads() == [])
+    assert wait_until(lambda: embedded_server.live_connections == 0)
+    assert wait_until(lambda: _open_fds() <= before_fds)
     assert len(mailbox.current()) == 0
 
 
@@ -123,9 +115,32 @@ def test_owner_thread_end_closes_the_connection(embedded_server) -> None:
     thread = threading.Thread(target=owner)
     thread.start()
     thread.join(5)
-    assert _wait_until(lambda: not box["conn"].alive)
+    assert wait_until(lambda: not box["conn"].alive)
     assert box["conn"].exit_reason == "owner_down"
-    assert _wait_until(lambda: embedded_server.live_connections == 0)
+    assert wait_until(lambda: embedded_server.live_connections == 0)
+
+
+def test_an_ended_owner_threads_connection_stops_on_a_worker(embedded_server) -> None:
+    # The mailbox dies while its thread is torn down; the shutdown turn must not run there
+    # (it is no longer a registered thread, and the last connection joins the reactor).
+    stopped_on: list[threading.Thread] = []
+
+    def record(name: str, fields: dict[str, Any]) -> None:
+        if name == "terminate":
+            stopped_on.append(threading.current_thread())
+
+    def owner() -> None:
+        conn = connection.open(
+            "127.0.0.1", embedded_server.port, connection.options(event_handler=record)
+        )
+        connection.await_up(conn, T)
+
+    thread = threading.Thread(target=owner, name="short-lived-owner")
+    thread.start()
+    thread.join(5)
+    assert wait_until(lambda: len(stopped_on) == 1)
+    assert not isinstance(stopped_on[0], threading._DummyThread)
+    assert stopped_on[0].name.startswith("gluegun-worker")
 
 
 class _Owner(pykka.ThreadingActor):
@@ -145,7 +160,7 @@ def test_an_actor_owner_receives_messages_in_on_receive(embedded_server) -> None
     try:
         conn = connection.open("127.0.0.1", embedded_server.port, connection.options(owner=owner))
         stream = http.get(conn, "/")
-        assert _wait_until(
+        assert wait_until(
             lambda: any(isinstance(m, GunData) and m.is_fin for m in owner.ask("messages"))
         )
         kinds = [type(m) for m in owner.ask("messages")]
@@ -162,9 +177,9 @@ def test_owner_actor_death_closes_the_connection(embedded_server) -> None:
     conn = connection.open(
         "127.0.0.1", embedded_server.port, connection.options(owner=owner, owner_check_interval=20)
     )
-    assert _wait_until(lambda: any(isinstance(m, GunUp) for m in owner.ask("messages")))
+    assert wait_until(lambda: any(isinstance(m, GunUp) for m in owner.ask("messages")))
     owner.stop()
-    assert _wait_until(lambda: not conn.alive)
+    assert wait_until(lambda: not conn.alive)
     assert conn.exit_reason == "owner_down"
 
 
@@ -235,7 +250,7 @@ def test_a_cancelled_future_gives_back_its_message(embedded_server) -> None:
     conn = connection.open("127.0.0.1", embedded_server.port)
     try:
         future = connection.await_up_future(conn)
-        assert _wait_until(lambda: future._inner.get(timeout=T) is not None)
+        assert wait_until(lambda: future._inner.get(timeout=T) is not None)
         future.cancel()
         assert connection.await_up(conn, T) is connection.Protocol.HTTP1
     finally:
@@ -267,7 +282,7 @@ def test_flush_connection_removes_its_messages_only(embedded_server) -> None:
         sa, sb = http.get(a, "/"), http.get(b, "/")
         http.await_response(a, sa, T)
         http.await_response(b, sb, T)
-        assert _wait_until(
+        assert wait_until(
             lambda: any(
                 isinstance(m, GunData) and m.conn is a for m in mailbox.current().messages()
             )
@@ -408,7 +423,7 @@ def test_flush_of_a_stream_alone_clears_it_from_this_threads_mailbox(embedded_se
         connection.await_up(conn, T)
         stream = http.get(conn, "/")
         http.await_response(conn, stream, T)
-        assert _wait_until(
+        assert wait_until(
             lambda: any(getattr(m, "stream", None) == stream for m in mailbox.current().messages())
         )
         assert connection.flush(stream) == 1

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import pykka
 import pytest
+from polling import wait_until
 
 from gluegun_actors import _pool
 from gluegun_actors._pool import (
@@ -460,12 +461,8 @@ class Threads(PooledActor):
 
 def _idle(ref: pykka.ActorRef[Any]) -> bool:
     """Wait until the actor's inbox is idle (its last turn is over)."""
-    deadline = time.monotonic() + WAIT
-    while ref.actor_inbox._state is not _pool._State.IDLE:  # type: ignore[attr-defined]
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.001)
-    return True
+    inbox = ref.actor_inbox
+    return wait_until(lambda: inbox._state is _pool._State.IDLE, WAIT)  # type: ignore[attr-defined]
 
 
 def test_a_tell_to_an_idle_actor_runs_in_the_telling_thread(pool: Scheduler) -> None:
@@ -484,6 +481,18 @@ def test_a_tell_from_inside_a_turn_is_queued_for_a_worker(pool: Scheduler) -> No
     first.tell(("relay", second))
     assert first.ask("check", timeout=WAIT)["relay"] == threading.current_thread().name
     assert second.ask("check", timeout=WAIT)["relayed"].startswith("test-pool-")
+
+
+def test_a_tell_inside_queued_tells_runs_on_a_worker(pool: Scheduler) -> None:
+    ref = on(pool, Threads).start()
+    ref.ask("warm up", timeout=WAIT)
+    assert _idle(ref)
+    with _pool.queued_tells():
+        ref.tell("queued")
+    assert ref.ask("check", timeout=WAIT)["queued"].startswith("test-pool-")
+    assert _idle(ref)
+    ref.tell("direct again")  # the block is over: handoff is back
+    assert ref.ask("check", timeout=WAIT)["direct again"] == threading.current_thread().name
 
 
 def test_without_handoff_every_turn_runs_on_a_worker() -> None:
