@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from peers import uvicorn_server, websockets_server
+from polling import wait_until
 
 from gluegun_actors.testing import EmbeddedServer, ScriptedServer, Step
 
@@ -64,7 +65,6 @@ def scripted_server() -> Iterator[Callable[..., ScriptedServer]]:
 @pytest.fixture(autouse=True)
 def isolated_mailbox_and_no_leaked_connections() -> Iterator[None]:
     """Each test starts with an empty mailbox and must close every connection it opens."""
-    import time
 
     import pykka
 
@@ -73,9 +73,7 @@ def isolated_mailbox_and_no_leaked_connections() -> Iterator[None]:
 
     mailbox.current().flush()
     yield
-    deadline = time.monotonic() + 3.0
-    while pykka.ActorRegistry.get_by_class(ConnectionActor) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: not pykka.ActorRegistry.get_by_class(ConnectionActor), 3.0)
     leaked = pykka.ActorRegistry.get_by_class(ConnectionActor)
     for ref in leaked:
         ref.stop()

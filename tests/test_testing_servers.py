@@ -667,7 +667,11 @@ def test_websockets_factory_applies_options(
 
 def test_websockets_peer_stops_cleanly() -> None:
     before = set(threading.enumerate())
-    with websockets_server() as port, connect(f"ws://127.0.0.1:{port}/", open_timeout=T) as ws:
+    # No client keepalive: its thread would end on its own a moment after the close.
+    with (
+        websockets_server() as port,
+        connect(f"ws://127.0.0.1:{port}/", open_timeout=T, ping_interval=None) as ws,
+    ):
         ws.send(b"x")
         assert ws.recv(timeout=T) == b"x"
     assert set(threading.enumerate()) <= before

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from polling import wait_until
 
 from gluegun_actors import connection, http, mailbox, websocket
 from gluegun_actors.errors import (
@@ -260,10 +261,9 @@ def test_receive_while_the_upgrade_ack_waits_says_to_await_upgrade(embedded_serv
         protocol = connection.await_up(other, T)
         stream = websocket.upgrade_with_protocol(other, protocol, "/echo", [])
         # Wait until the acknowledgement has arrived without taking it.
-        deadline = time.monotonic() + 5
-        while not any(isinstance(m, GunUpgrade) for m in mailbox.current().messages()):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        assert wait_until(
+            lambda: any(isinstance(m, GunUpgrade) for m in mailbox.current().messages())
+        )
         with pytest.raises(BadStateError, match="await_upgrade"):
             websocket.receive(other, stream, T)
         assert any(isinstance(m, GunUpgrade) for m in mailbox.current().messages())
