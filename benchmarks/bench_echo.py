@@ -7,7 +7,9 @@ client does, on one connection:
 - throughput: keeps a window of messages in flight (100, capped at `--window-bytes`
   bytes, so 16 for 64 KiB) for `--seconds`, then drains it; messages per second;
 - latency: `--rtt-count` single round trips (send one, wait for its echo), after a
-  short warm-up; median and p99.
+  short warm-up; median and p99, and the CPU time the client process spent per round
+  trip (all its threads, from `time.process_time`): a round trip is a chain of steps,
+  so on a loaded machine its latency follows that CPU time closely.
 
 Rounds rotate the order of the clients; each figure is the median over rounds (for
 latency: the median over rounds of each round's median and p99).
@@ -35,6 +37,7 @@ import gc
 import math
 import socket
 import sys
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -75,6 +78,12 @@ class Plan:
 class Measured:
     rate: float
     rtts: list[float]
+    cpu: float
+    """Client process CPU seconds per round trip."""
+
+
+Latency = tuple[list[float], float]
+"""Round-trip times, and the client process's CPU seconds per round trip."""
 
 
 Result = dict[int, Measured]
@@ -95,7 +104,7 @@ def sync_run(send: Callable[[bytes], object], recv: Callable[[], Any], plan: Pla
         payload = b"x" * size
         sync_latency(send, recv, payload, WARMUP)
         rate = sync_throughput(send, recv, payload, plan)
-        results[size] = Measured(rate, sync_latency(send, recv, payload, plan.rtt_count))
+        results[size] = Measured(rate, *sync_latency(send, recv, payload, plan.rtt_count))
     return results
 
 
@@ -120,14 +129,15 @@ def sync_throughput(
 
 def sync_latency(
     send: Callable[[bytes], object], recv: Callable[[], Any], payload: bytes, count: int
-) -> list[float]:
+) -> Latency:
     rtts = []
+    cpu = time.process_time()
     for _ in range(count):
         start = now()
         send(payload)
         _check(len(payload), len(recv()))
         rtts.append(now() - start)
-    return rtts
+    return rtts, (time.process_time() - cpu) / count
 
 
 async def async_run(
@@ -138,8 +148,7 @@ async def async_run(
         payload = b"x" * size
         await async_latency(send, recv, payload, WARMUP)
         rate = await async_throughput(send, recv, payload, plan)
-        rtts = await async_latency(send, recv, payload, plan.rtt_count)
-        results[size] = Measured(rate, rtts)
+        results[size] = Measured(rate, *await async_latency(send, recv, payload, plan.rtt_count))
     return results
 
 
@@ -170,14 +179,15 @@ async def async_latency(
     recv: Callable[[], Awaitable[Any]],
     payload: bytes,
     count: int,
-) -> list[float]:
+) -> Latency:
     rtts = []
+    cpu = time.process_time()
     for _ in range(count):
         start = now()
         await send(payload)
         _check(len(payload), len(await recv()))
         rtts.append(now() - start)
-    return rtts
+    return rtts, (time.process_time() - cpu) / count
 
 
 # -- gluegun_actors -------------------------------------------------------------------------
@@ -216,15 +226,16 @@ def run_gluegun(port: int, plan: Plan) -> Result:
             raise EchoMismatch(f"expected GunWs, got {message!r}")
         _check(size, len(message.frame.data))  # type: ignore[union-attr]
 
-    def latency(frame: Binary, count: int) -> list[float]:
+    def latency(frame: Binary, count: int) -> Latency:
         size = len(frame.data)
         rtts = []
+        cpu = time.process_time()
         for _ in range(count):
             start = now()
             websocket.send(conn, stream, frame)
             take(size, box.receive(None, timeout))
             rtts.append(now() - start)
-        return rtts
+        return rtts, (time.process_time() - cpu) / count
 
     def throughput(frame: Binary) -> float:
         size = len(frame.data)
@@ -251,7 +262,7 @@ def run_gluegun(port: int, plan: Plan) -> Result:
             frame = Binary(b"x" * size)
             latency(frame, WARMUP)
             rate = throughput(frame)
-            results[size] = Measured(rate, latency(frame, plan.rtt_count))
+            results[size] = Measured(rate, *latency(frame, plan.rtt_count))
         return results
     finally:
         _gluegun_close(conn)
@@ -358,8 +369,9 @@ class RawWsproto:
                 sent += more
         return received / (now() - start)
 
-    def latency(self, payload: bytes, count: int) -> list[float]:
+    def latency(self, payload: bytes, count: int) -> Latency:
         rtts = []
+        cpu = time.process_time()
         for _ in range(count):
             start = now()
             self.sock.sendall(self.encode(payload, 1))
@@ -367,7 +379,7 @@ class RawWsproto:
                 self.pump()
             self.take(len(payload))
             rtts.append(now() - start)
-        return rtts
+        return rtts, (time.process_time() - cpu) / count
 
     def close(self) -> None:
         from wsproto.events import CloseConnection
@@ -385,7 +397,7 @@ def run_raw(port: int, plan: Plan) -> Result:
             payload = b"x" * size
             client.latency(payload, WARMUP)
             rate = client.throughput(payload, plan)
-            results[size] = Measured(rate, client.latency(payload, plan.rtt_count))
+            results[size] = Measured(rate, *client.latency(payload, plan.rtt_count))
         return results
     finally:
         client.close()
@@ -497,6 +509,7 @@ def measure(
                 f"  round {round_index + 1}/{rounds} {name}: "
                 + ", ".join(
                     f"{_common.fmt_size(s)} {m.rate:,.0f}/s {median(m.rtts) * 1e6:,.0f} us"
+                    f" (cpu {m.cpu * 1e6:,.0f} us)"
                     for s, m in result.items()
                 )
                 + f" ({now() - started:.1f} s)",
@@ -510,15 +523,17 @@ class Summary:
     rate: float
     rtt_median: float
     rtt_p99: float
+    cpu: float
 
 
 def summarize(runs: list[Measured]) -> Summary:
     if not runs:
-        return Summary(math.nan, math.nan, math.nan)
+        return Summary(math.nan, math.nan, math.nan, math.nan)
     return Summary(
         median([run.rate for run in runs]),
         median([median(run.rtts) for run in runs]),
         median([percentile(run.rtts, 0.99) for run in runs]),
+        median([run.cpu for run in runs]),
     )
 
 
@@ -609,6 +624,11 @@ def main() -> None:
         ["client", *sized],
         [[name] + [_rtt_cell(table[name][s]) for s in sizes] for name in clients],
     )
+    report.table(
+        "Client CPU per round trip (us, all threads of the client process, lower is better)",
+        ["client", *sized],
+        [[name] + [_common.fmt_us(table[name][s].cpu) for s in sizes] for name in clients],
+    )
     report.targets(judge(table, sizes))
     for note in notes + [f"error: {e}" for e in errors]:
         report.add(f"- {note}")
@@ -640,6 +660,7 @@ def main() -> None:
                 "summary": vars(table[name][size]),
                 "rates": [m.rate for m in runs[name].get(size, [])],
                 "rtt_medians": [median(m.rtts) for m in runs[name].get(size, [])],
+                "cpu_per_rtt": [m.cpu for m in runs[name].get(size, [])],
             }
             for size in sizes
         }
