@@ -50,6 +50,7 @@ import hashlib
 import os
 import re
 import struct
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeAlias
@@ -110,6 +111,21 @@ _INT_MASK_LIMIT: Final = 1024
 """Below this payload size masking through one big-int XOR beats four `translate` passes."""
 _MASK_KEY_BATCH: Final = 256
 """Masking keys drawn from `os.urandom` per call (RFC 6455 10.3 asks for a strong source)."""
+
+_mask_keys: deque[bytes] = deque()
+"""Unused masking keys, shared by every connection in the process: a connection that sends
+once does not keep a batch of its own (256 keys are ~11 KiB)."""
+
+
+def _mask_key() -> bytes:
+    """A masking key no frame has used. `deque.pop` is atomic, so threads never share one;
+    two threads finding the pool empty at once each draw a batch, which only adds keys."""
+    try:
+        return _mask_keys.pop()
+    except IndexError:
+        batch = os.urandom(4 * _MASK_KEY_BATCH)
+        _mask_keys.extend(batch[i : i + 4] for i in range(4, len(batch), 4))
+        return batch[:4]
 
 # --------------------------------------------------------------------------- settings
 
@@ -566,7 +582,6 @@ class WsConnection:
         "_close_reason",
         "_decoder",
         "_deflate",
-        "_keys",
         "_max_size",
         "_message",
         "_out",
@@ -600,7 +615,6 @@ class WsConnection:
         self._close_code: int | None = None
         self._close_reason = ""
         self._out: list[bytes | bytearray] = []
-        self._keys: list[bytes] = []
         # Message assembly: `_message` is the opcode of the message in progress, or None.
         self._message: Opcode | None = None
         self._size = 0
@@ -913,11 +927,7 @@ class WsConnection:
     def _queue_frame(self, first: int, payload: bytes) -> None:
         """Append a masked client frame: header and masking key, then the masked payload."""
         n = len(payload)
-        keys = self._keys
-        if not keys:  # masking keys come from the OS's CSPRNG, a batch per system call
-            batch = os.urandom(4 * _MASK_KEY_BATCH)
-            keys.extend(batch[i : i + 4] for i in range(0, len(batch), 4))
-        key = keys.pop()
+        key = _mask_key()
         if n < 126:
             self._out.append(_HEAD_7.pack(first, _MASKED | n, key))
         elif n < 65536:

@@ -7,9 +7,13 @@ frames through wsproto's server `Connection`, and hostile frames are built by ha
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 import struct
+import threading
 import zlib
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import h11
@@ -372,6 +376,44 @@ def test_binary_echoes_through_a_wsproto_server() -> None:
     assert isinstance(message, BytesMessage)
     assert message.data == payload
     assert p.to_client(BytesMessage(message.data)) == [Binary(payload)]
+
+
+def _counting_urandom() -> Callable[[int], bytes]:
+    """Stands in for os.urandom: every 4-byte word it ever returns is different."""
+    words = itertools.count()
+    return lambda n: b"".join(struct.pack("!I", next(words)) for _ in range(n // 4))
+
+
+def test_masking_keys_are_never_handed_out_twice_across_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_ws.os, "urandom", _counting_urandom())
+    monkeypatch.setattr(_ws, "_mask_keys", deque())
+    drawn: list[list[bytes]] = [[] for _ in range(4)]
+
+    def draw(into: list[bytes]) -> None:
+        for _ in range(3_000):
+            into.append(_ws._mask_key())
+
+    threads = [threading.Thread(target=draw, args=(keys,)) for keys in drawn]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    keys = [key for keys in drawn for key in keys]
+    assert len(keys) == 12_000
+    assert len(set(keys)) == len(keys)
+
+
+def test_connections_draw_masking_keys_from_one_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_ws.os, "urandom", _counting_urandom())
+    monkeypatch.setattr(_ws, "_mask_keys", deque())
+    first, second = pair(), pair()
+    first.client.send(Binary(b"a"))
+    second.client.send(Binary(b"b"))
+    key_of = [p.client.data_to_send()[2:6] for p in (first, second)]
+    assert key_of[0] != key_of[1]
+    assert len(_ws._mask_keys) == _ws._MASK_KEY_BATCH - 2  # one batch served both
 
 
 def test_large_binary_uses_the_64_bit_length() -> None:
