@@ -393,7 +393,8 @@ class ConnectionActor(PooledActor):
 
     def _on_connected(self) -> None:
         assert self.transport is not None
-        self.tracer.emit("connect_end", attempt=self.attempt, socket=self.transport.sockname)
+        if self.tracer.active:  # asking for the local address is a system call
+            self.tracer.emit("connect_end", attempt=self.attempt, socket=self.transport.sockname)
         self.state = State.CONNECTED
         self.retries_left = self.options.retry
         self.attempt = 0

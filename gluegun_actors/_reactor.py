@@ -10,7 +10,11 @@ actor passes a callback that `tell`s itself the event, so callbacks are quick; o
 raises is logged and ignored, it never stops the reactor.
 
 Threads. Only the reactor thread touches the selector. Other threads (actors, the
-resolver pool) queue commands (callables) and write one byte to the wakeup pair.
+resolver pool) queue commands (callables) and write one byte to the wakeup pair, after
+releasing the reactor lock. Every system call releases the GIL, and with many threads
+busy each release may hand it away, so the connect path makes few: IP literals are
+parsed without `getaddrinfo`, the local address is asked for only when wanted, and an
+opened socket registers its read interest ahead of the first `resume_reading`.
 Each `Transport` has a re-entrant lock that guards its state and serialises all I/O on
 its socket (an `ssl.SSLSocket` must not be read and written at once), so `write` can
 send at once from the actor's thread. The reactor thread queues the events it finds
@@ -58,6 +62,7 @@ import enum
 import errno
 import functools
 import heapq
+import ipaddress
 import itertools
 import logging
 import math
@@ -280,6 +285,7 @@ class Transport:
     """
 
     __slots__ = (
+        "_address",
         "_addresses",
         "_callback",
         "_deadline",
@@ -340,6 +346,7 @@ class Transport:
         self._registered = 0  # selector events registered for _fd; 0 = not registered
         self._tls_want = _READ  # what the TLS handshake waits for
         self._addresses: deque[_AddrInfo] = deque()
+        self._address: Address | None = None  # the one being connected to
         self._last_error: BaseException | None = None
         self._out: deque[memoryview] = deque()
         self._out_bytes = 0
@@ -456,12 +463,20 @@ class Transport:
 
     @property
     def peername(self) -> Address | None:
-        """The peer's address, known from `Connected` on."""
+        """The peer's address, known from `Connected` on (the address connected to)."""
         return self._peername
 
     @property
     def sockname(self) -> Address | None:
-        """The local address, known from `Connected` on."""
+        """The local address, known from `Connected` on while the socket is open.
+
+        Asked of the kernel on first use, not on every connect: the call releases the GIL.
+        """
+        if self._sockname is None and self._peername is not None:
+            sock = self._sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    self._sockname = sock.getsockname()
         return self._sockname
 
     @property
@@ -512,6 +527,7 @@ class Transport:
                 continue
             self._sock = sock
             self._fd = sock.fileno()
+            self._address = address
             self._set_phase(_Phase.CONNECTING)
             try:
                 sock.setblocking(False)
@@ -589,11 +605,7 @@ class Transport:
         assert sock is not None
         self._set_phase(_Phase.OPEN)
         self._cancel_deadline()
-        try:
-            self._peername = sock.getpeername()
-            self._sockname = sock.getsockname()
-        except OSError:
-            pass
+        self._peername = self._address
         self._deliver(Connected(self))
         if self._out:
             error = self._flush_out()
@@ -602,7 +614,9 @@ class Transport:
                 return
         if self._reading is _Reading.ARMED and self._tls_pending():
             self._request_sync()
-        self._apply_interest(lazy=True)
+        # The read interest goes in now, as if left from a read (dropped if the socket turns
+        # readable before the first `resume_reading`, which then needs no selector call).
+        self._apply_interest(lazy=True, read_ahead=True)
 
     @_delivers_after
     def _on_deadline(self) -> None:
@@ -821,10 +835,11 @@ class Transport:
         sock = self._sock
         return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
-    def _apply_interest(self, *, lazy: bool) -> None:
+    def _apply_interest(self, *, lazy: bool, read_ahead: bool = False) -> None:
         """Register the events the current state waits for (reactor thread only).
 
-        With `lazy`, a read interest left over from before a pause is kept.
+        With `lazy`, a read interest left over from before a pause is kept; `read_ahead`
+        registers one while paused, on the same terms.
         """
         if self._sock is None:
             return
@@ -838,7 +853,7 @@ class Transport:
                 if self._reading is _Reading.ARMED:
                     desired |= _READ
                 elif self._reading is _Reading.PAUSED and lazy:
-                    desired |= self._registered & _READ
+                    desired |= _READ if read_ahead else self._registered & _READ
             case _Phase.FLUSHING:
                 desired = _WRITE if self._out else 0
             case _Phase.RESOLVING | _Phase.FAILING | _Phase.CLOSED:
@@ -967,6 +982,7 @@ class Reactor:
         self._selector: selectors.BaseSelector | None = None
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
+        self._wake_lock = threading.Lock()  # orders `_send_wake` and closing the pair
         self._woken = False
         self._commands: deque[Callable[[], None]] = deque()
         self._heap: list[tuple[float, int, TimerHandle]] = []
@@ -1014,6 +1030,7 @@ class Reactor:
         """
         pool: ThreadPoolExecutor | None = None
         orphans: list[Transport] = []
+        wake = False
         with self._lock:
             life = self._life
             if life is _Life.NEW:
@@ -1027,8 +1044,10 @@ class Reactor:
                 self._life = _Life.STOPPING
                 self._stop_deadline = time.monotonic() + max(0.0, timeout) * STOP_LINGER_SHARE
                 self._commands.append(self._begin_stop)
-                self._wake_locked()
+                wake = self._claim_wake_locked()
             thread = self._thread
+        if wake:
+            self._send_wake()
         if life is _Life.NEW:
             for transport in orphans:
                 transport._force_close()
@@ -1073,6 +1092,7 @@ class Reactor:
         if timeout is not None:
             transport._deadline = self._schedule(timeout, transport._on_deadline, internal=False)
         numeric = _numeric_addresses(host, port)
+        wake = False
         with self._lock:
             if self._life not in (_Life.NEW, _Life.RUNNING):
                 refused = True
@@ -1081,10 +1101,11 @@ class Reactor:
                 self._transports[transport] = None
                 if numeric is not None:
                     self._commands.append(partial(transport._begin, numeric))
-                    if not self._on_reactor_thread():
-                        self._wake_locked()
+                    wake = not self._on_reactor_thread() and self._claim_wake_locked()
                 else:
                     self._resolver_pool().submit(transport._resolve)
+        if wake:
+            self._send_wake()
         if refused:
             if transport._deadline is not None:
                 transport._deadline.cancel()
@@ -1101,8 +1122,9 @@ class Reactor:
             if self._life not in (_Life.NEW, _Life.RUNNING):
                 raise RuntimeError(f"{self!r} is stopped")
             self._commands.append(callback)
-            if not self._on_reactor_thread():
-                self._wake_locked()
+            wake = not self._on_reactor_thread() and self._claim_wake_locked()
+        if wake:
+            self._send_wake()
 
     def transport_count(self) -> int:
         """Transports that still hold (or are about to hold) a socket."""
@@ -1283,14 +1305,26 @@ class Reactor:
     def _on_reactor_thread(self) -> bool:
         return threading.get_ident() == self._ident
 
-    def _wake_locked(self) -> None:
-        """Make the loop run a round soon (reactor lock held)."""
+    def _claim_wake_locked(self) -> bool:
+        """Whether the caller must `_send_wake` once it releases the reactor lock.
+
+        At most one wakeup byte is in flight per round (`_drain_wakeup` clears the claim).
+        The byte is sent outside the lock: the send releases the GIL, and a thread that
+        takes the GIL then would only block on the lock.
+        """
         if self._woken or self._wake_w is None:
-            return
+            return False
         self._woken = True
-        # OSError: the pair is full (a byte is already waiting) or closed (stopping).
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
+        return True
+
+    def _send_wake(self) -> None:
+        """Write the wakeup byte (reactor lock not held; see `_claim_wake_locked`)."""
+        with self._wake_lock:  # never races `_close_own_files`, so never a reused descriptor
+            wake_w = self._wake_w
+            if wake_w is not None:
+                # OSError: the pair is full (a byte is already waiting).
+                with contextlib.suppress(OSError):
+                    wake_w.send(b"\0")
 
     def _post(self, command: Callable[[], None]) -> bool:
         """Queue `command` for the reactor thread; False once the reactor has stopped."""
@@ -1298,9 +1332,10 @@ class Reactor:
             if self._life is _Life.STOPPED:
                 return False
             self._commands.append(command)
-            if not self._on_reactor_thread():
-                self._wake_locked()
-            return True
+            wake = not self._on_reactor_thread() and self._claim_wake_locked()
+        if wake:
+            self._send_wake()
+        return True
 
     def _schedule(
         self, delay: float, callback: Callable[[], None], *, internal: bool
@@ -1312,8 +1347,13 @@ class Reactor:
             if self._life is _Life.STOPPED or (self._life is _Life.STOPPING and not internal):
                 raise RuntimeError(f"{self!r} is stopped; it cannot schedule timers")
             heapq.heappush(self._heap, (handle.when, next(self._timer_seq), handle))
-            if self._heap[0][2] is handle and not self._on_reactor_thread():
-                self._wake_locked()
+            wake = (
+                self._heap[0][2] is handle
+                and not self._on_reactor_thread()
+                and self._claim_wake_locked()
+            )
+        if wake:
+            self._send_wake()
         return handle
 
     def _schedule_internal(self, delay: float, callback: Callable[[], None]) -> TimerHandle | None:
@@ -1368,17 +1408,35 @@ class Reactor:
         return self._resolver
 
     def _close_own_files(self) -> None:
-        for sock in (self._wake_r, self._wake_w):
-            if sock is not None:
-                sock.close()
-        self._wake_r = self._wake_w = None
+        with self._wake_lock:
+            for sock in (self._wake_r, self._wake_w):
+                if sock is not None:
+                    sock.close()
+            self._wake_r = self._wake_w = None
         if self._selector is not None:
             self._selector.close()
             self._selector = None
 
 
 def _numeric_addresses(host: str, port: int) -> list[_AddrInfo] | None:
-    """The addresses of an IP literal, without a lookup; None for a name to resolve."""
+    """The addresses of an IP literal, without a lookup; None for a name to resolve.
+
+    Plain IPv4 and IPv6 literals are parsed here: `getaddrinfo` releases the GIL, and with
+    thousands of connects in flight every release hands it to another thread. Other forms
+    (a scope id, "127.1") go through `getaddrinfo` with `AI_NUMERICHOST`.
+    """
+    if not 0 <= port <= 65535:
+        return None
+    if "%" not in host:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+            literal = socket.inet_ntop(family, ip.packed)  # the form getaddrinfo gives
+            address: Address = (literal, port) if ip.version == 4 else (literal, port, 0, 0)
+            return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, address)]
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
     except (OSError, UnicodeError, TypeError, ValueError, OverflowError):

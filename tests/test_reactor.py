@@ -236,6 +236,42 @@ def test_connect_reports_connected_with_both_addresses(
     assert recorder.threads == {reactor.name}
 
 
+def test_the_local_address_is_asked_for_once_and_kept(
+    reactor: rx.Reactor, listener: socket.socket, peers: list[socket.socket]
+) -> None:
+    transport, peer = open_transport(reactor, listener, peers, Recorder())
+    assert transport._sockname is None  # not asked at connect: that call releases the GIL
+    assert transport.sockname == peer.getpeername()
+    transport.close()
+    assert transport.sockname == peer.getpeername()  # still known once the socket is gone
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", "::1", "::ffff:1.2.3.4", "0:0:0:0:0:0:0:1", "127.1", "fe80::1%1", "10.0.0.255"],
+)
+def test_ip_literals_are_read_as_getaddrinfo_reads_them(host: str) -> None:
+    expected = socket.getaddrinfo(host, 80, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    assert rx._numeric_addresses(host, 80) == rx._addresses_of(expected)
+
+
+@pytest.mark.parametrize("host", ["localhost", "example.invalid", "1.2.3.4.5", " 127.0.0.1"])
+def test_names_are_left_to_the_resolver(host: str) -> None:
+    assert rx._numeric_addresses(host, 80) is None
+
+
+def test_the_first_resume_after_connect_needs_no_reactor_command(
+    reactor: rx.Reactor, listener: socket.socket, peers: list[socket.socket]
+) -> None:
+    # The read interest is registered ahead when the connection opens.
+    transport, peer = open_transport(reactor, listener, peers, recorder := Recorder())
+    assert wait_until(lambda: transport._registered & rx._READ)
+    transport.resume_reading()
+    assert not transport._sync_posted
+    peer.sendall(b"hello")
+    assert recorder.expect(rx.Received).data == b"hello"
+
+
 def test_refused_port_reports_connect_failed_quickly(reactor: rx.Reactor) -> None:
     recorder = Recorder()
     started = time.monotonic()
