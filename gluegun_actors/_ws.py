@@ -113,19 +113,23 @@ _MASK_KEY_BATCH: Final = 256
 """Masking keys drawn from `os.urandom` per call (RFC 6455 10.3 asks for a strong source)."""
 
 _mask_keys: deque[bytes] = deque()
-"""Unused masking keys, shared by every connection in the process: a connection that sends
-once does not keep a batch of its own (256 keys are ~11 KiB)."""
+"""Unused random 4-byte words, shared by every connection in the process: a connection that
+sends once does not keep a batch of its own (256 keys are ~11 KiB)."""
 
 
 def _mask_key() -> bytes:
-    """A masking key no frame has used. `deque.pop` is atomic, so threads never share one;
-    two threads finding the pool empty at once each draw a batch, which only adds keys."""
+    """Four random bytes nothing has used: a masking key, or a quarter of a handshake key.
+
+    `deque.pop` is atomic, so threads never share one; two threads finding the pool empty
+    at once each draw a batch, which only adds words.
+    """
     try:
         return _mask_keys.pop()
     except IndexError:
         batch = os.urandom(4 * _MASK_KEY_BATCH)
         _mask_keys.extend(batch[i : i + 4] for i in range(4, len(batch), 4))
         return batch[:4]
+
 
 # --------------------------------------------------------------------------- settings
 
@@ -218,7 +222,8 @@ def handshake_request(settings: WsSettings) -> Handshake:
 
     The HTTP core adds the method, target and `host`; header names are lower-case.
     """
-    key = base64.b64encode(os.urandom(16)).decode("ascii")
+    nonce = _mask_key() + _mask_key() + _mask_key() + _mask_key()  # 16 bytes, pooled
+    key = base64.b64encode(nonce).decode("ascii")
     headers: Headers = [
         ("upgrade", "websocket"),
         ("connection", "Upgrade"),
