@@ -7,9 +7,10 @@ One `Http1Client` serves one TCP connection. The connection actor calls `request
 every call, and feeds what the socket reads to `receive_data()` (`b""` is end of file).
 Nothing here touches a socket, a thread or a clock.
 
-Sending. Each request is checked by h11 (method, target, header names and values,
-content-length, transfer-encoding) and then serialized by this module, so a bad request
-raises `LocalProtocolError` from `request()` before a byte is queued. Requests are
+Sending. Each request is checked against HTTP/1.1's grammar (method, target, header names
+and values, one host, content-length, transfer-encoding: the rules h11 applies to a
+request, in one pass that also serializes it), so a bad request raises
+`LocalProtocolError` from `request()` before a byte is queued. Requests are
 written in order, one after another on the wire (pipelining); a request is *held* (kept
 in memory, not written) while an earlier request still streams its body, and while an
 upgrade request (an `upgrade` header, or CONNECT) waits for its answer. Held requests are
@@ -40,6 +41,7 @@ core is finished and the bytes belong to the next protocol.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections import OrderedDict, deque
 from collections.abc import Sequence
@@ -258,6 +260,73 @@ _RawHeaders: TypeAlias = Sequence[tuple[bytes, bytes]]
 
 _HOST_FORBIDDEN = re.compile(r"[\x00-\x20\x7f/?#@]")
 
+# RFC 9110 5.1/5.5 and RFC 9112 3.2: the grammar a request line and its fields must follow.
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_TARGET = re.compile(rb"[\x21-\x7e]+")
+_FIELD_VALUE = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")
+_DIGITS = re.compile(rb"[0-9]{1,20}")
+
+
+class _Invalid(Exception):
+    """What makes a request one HTTP/1.1 forbids (the caller adds "nothing was sent")."""
+
+
+def _request_head(
+    method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]
+) -> tuple[list[bytes], int | None, bool, bool, bool]:
+    """Check a request against the grammar and serialize its head, without the blank line.
+
+    Repeated `content-length` fields that agree collapse into one, `transfer-encoding` can
+    only be `chunked`, and there must be exactly one `host`. Returns the head's lines, the
+    declared length, and whether it is chunked, offers an upgrade or asks to close.
+    """
+    if _TOKEN.fullmatch(method) is None:
+        raise _Invalid(f"illegal method characters {method!r}")
+    if _TARGET.fullmatch(target) is None:
+        raise _Invalid(f"illegal target characters {target!r}")
+    lines = [b"%s %s HTTP/1.1\r\n" % (method, target)]
+    content_length: bytes | None = None
+    hosts = 0
+    chunked = upgrade = closes = False
+    for name, value in headers:
+        if _TOKEN.fullmatch(name) is None:
+            raise _Invalid(f"illegal header name {name!r}")
+        if _FIELD_VALUE.fullmatch(value) is None:
+            raise _Invalid(f"illegal header value {value!r}")
+        key = name.lower()
+        if key == b"content-length":
+            lengths = {length.strip() for length in value.split(b",")}
+            if len(lengths) != 1:
+                raise _Invalid("conflicting content-length values")
+            value = lengths.pop()
+            if _DIGITS.fullmatch(value) is None:
+                raise _Invalid(f"bad content-length {value!r}")
+            if content_length is not None:
+                if content_length != value:
+                    raise _Invalid("conflicting content-length values")
+                continue
+            content_length = value
+        elif key == b"transfer-encoding":
+            if chunked:
+                raise _Invalid("more than one transfer-encoding field")
+            value = value.lower()
+            if value != b"chunked":
+                raise _Invalid(f"transfer-encoding {value!r}: only chunked is supported")
+            chunked = True
+        elif key == b"host":
+            hosts += 1
+            if hosts > 1:
+                raise _Invalid("more than one host field")
+        elif key == b"upgrade":
+            upgrade = True
+        elif key == b"connection":
+            closes = closes or b"close" in (t.strip().lower() for t in value.split(b","))
+        lines.append(b"%s: %s\r\n" % (name, value))
+    if not hosts:
+        raise _Invalid("no host field")
+    length = None if content_length is None else int(content_length)
+    return lines, length, chunked, upgrade, closes
+
 
 def host_header_value(host: str, port: int, default_port: int) -> str:
     """The Host header for `host:port`: port left out when default, IPv6 bracketed."""
@@ -294,6 +363,16 @@ def _head_size(reason: bytes, headers: _RawHeaders) -> int:
     for name, value in headers:
         size += len(name) + len(value) + 4
     return size
+
+
+@functools.lru_cache(maxsize=32)
+def _stand_in(method: bytes, upgrade: bool) -> h11.Request:
+    """A request that frames the answer as `method` (and an upgrade offer) would; immutable,
+    so every connection shares one per kind."""
+    headers = [(b"host", b"stand-in")]
+    if upgrade:
+        headers += [(b"connection", b"upgrade"), (b"upgrade", b"stand-in")]
+    return h11.Request(method=method, target=b"/", headers=headers)
 
 
 def _join(pieces: list[bytes]) -> bytes:
@@ -340,7 +419,6 @@ class Http1Client:
         self._upgraded_stream: StreamRef | None = None
         self._outbox: list[bytes] = []
         self._parser = self._new_parser(b"")
-        self._stand_ins: dict[tuple[bytes, bool], h11.Request] = {}
 
     # -- properties ---------------------------------------------------------
 
@@ -509,27 +587,13 @@ class Http1Client:
         if not any(name.lower() == b"host" for name, _ in raw):
             raw.insert(0, (b"host", self._host))
         try:
-            checked = h11.Request(method=raw_method, target=raw_target, headers=raw)
-        except h11.LocalProtocolError as exc:
+            head, content_length, chunked, upgrade, closes = _request_head(
+                raw_method, raw_target, raw
+            )
+        except _Invalid as exc:
             raise LocalProtocolError(
                 f"invalid request {method} {target}: {exc}; nothing was sent"
             ) from None
-
-        items = checked.headers.raw_items()  # as given, after h11's clean-up of duplicates
-        lines = [b"%s %s HTTP/1.1\r\n" % (raw_method, raw_target)]
-        content_length: int | None = None
-        chunked = upgrade = closes = False
-        for name, value in items:
-            lines.append(b"%s: %s\r\n" % (name, value))
-            key = name.lower()
-            if key == b"content-length":
-                content_length = int(value)
-            elif key == b"transfer-encoding":
-                chunked = True  # h11 accepts no other transfer coding
-            elif key == b"upgrade":
-                upgrade = True
-            elif key == b"connection":
-                closes = closes or b"close" in (t.strip().lower() for t in value.split(b","))
         if chunked and content_length is not None:
             raise LocalProtocolError(
                 "a request cannot carry both content-length and transfer-encoding; nothing was sent"
@@ -545,13 +609,13 @@ class Http1Client:
             exchange.remaining = content_length
         elif not is_fin:
             exchange.framing = _Framing.CHUNKED
-            lines.append(b"transfer-encoding: chunked\r\n")
+            head.append(b"transfer-encoding: chunked\r\n")
         elif body is not None:
             exchange.framing = _Framing.LENGTH
             exchange.remaining = len(body)
-            lines.append(b"content-length: %d\r\n" % len(body))
-        lines.append(b"\r\n")
-        exchange.pending = [b"".join(lines)]
+            head.append(b"content-length: %d\r\n" % len(body))
+        head.append(b"\r\n")
+        exchange.pending = [b"".join(head)]
         exchange.pending.extend(exchange.encode_body(body or b"", is_fin))
         exchange.send = _SendState.HELD_COMPLETE if is_fin else _SendState.HELD_STREAMING
         return exchange, closes
@@ -584,15 +648,7 @@ class Http1Client:
 
     def _prime(self, exchange: _Exchange) -> None:
         """Show the parser a stand-in for `exchange`'s request, so it frames the answer right."""
-        key = (exchange.method, exchange.upgrade_header)
-        stand_in = self._stand_ins.get(key)
-        if stand_in is None:
-            headers = [(b"host", b"stand-in")]
-            if exchange.upgrade_header:
-                headers += [(b"connection", b"upgrade"), (b"upgrade", b"stand-in")]
-            stand_in = h11.Request(method=exchange.method, target=b"/", headers=headers)
-            self._stand_ins[key] = stand_in
-        self._parser.send(stand_in)
+        self._parser.send(_stand_in(exchange.method, exchange.upgrade_header))
         self._parser.send(h11.EndOfMessage())
         self._current = exchange
 

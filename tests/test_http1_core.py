@@ -221,6 +221,53 @@ def test_bad_header_name_raises_before_anything_is_queued() -> None:
     assert core.data_to_send() == b""
 
 
+@pytest.mark.parametrize(
+    ("method", "target", "headers", "reason"),
+    [
+        ("G T", "/", [], "method"),
+        ("GET", "/a b", [], "target"),
+        ("GET", "", [], "target"),
+        ("GET", "/", [("host", "a"), ("Host", "b")], "more than one host"),
+        ("GET", "/", [("x-a", "v\x00")], "header value"),
+        ("GET", "/", [("x-a", " v")], "header value"),
+        ("POST", "/", [("content-length", "3, 4")], "conflicting content-length"),
+        ("POST", "/", [("content-length", "3"), ("content-length", "4")], "conflicting"),
+        ("POST", "/", [("content-length", "-3")], "bad content-length"),
+        ("POST", "/", [("content-length", "1" * 21)], "bad content-length"),
+        ("POST", "/", [("transfer-encoding", "gzip")], "only chunked"),
+        ("POST", "/", [("transfer-encoding", "chunked")] * 2, "more than one"),
+    ],
+)
+def test_a_request_outside_the_grammar_raises_and_queues_nothing(
+    method: str, target: str, headers: list[tuple[str, str]], reason: str
+) -> None:
+    core = client()
+    with pytest.raises(LocalProtocolError, match=reason):
+        core.request(StreamRef(), method, target, headers, None if method == "GET" else b"")
+    assert core.data_to_send() == b""
+    assert core.unfinished == ()
+
+
+def test_repeated_agreeing_content_lengths_are_sent_once() -> None:
+    core = client()
+    headers = [("Content-Length", "3"), ("content-length", "3 , 3")]
+    core.request(StreamRef(), "PUT", "/p", headers, b"abc")
+    wire = core.data_to_send()
+    assert wire == b"PUT /p HTTP/1.1\r\nhost: example.com\r\nContent-Length: 3\r\n\r\nabc"
+    assert server_requests(wire) == [
+        (b"PUT", b"/p", [(b"host", b"example.com"), (b"content-length", b"3")], b"abc")
+    ]
+
+
+def test_transfer_encoding_is_sent_lower_case_and_frames_the_body() -> None:
+    core = client()
+    stream = StreamRef()
+    core.request(stream, "POST", "/", [("Transfer-Encoding", "Chunked")], b"abc")
+    wire = core.data_to_send()
+    assert b"\r\nTransfer-Encoding: chunked\r\n" in wire
+    assert server_requests(wire)[0][3] == b"abc"
+
+
 def test_non_ascii_target_raises() -> None:
     core = client()
     with pytest.raises(LocalProtocolError, match="ASCII"):
