@@ -23,7 +23,10 @@ wins), read-until-close, no body for HEAD/204/304, 1xx informs, trailers, 101 sw
 So one h11 client `Connection` is used as a parser only: before it parses the response of
 the oldest unanswered request, it is shown a stand-in request with that request's method
 (and its `upgrade` header), which never reaches the wire; when the response ends the
-parser starts its next cycle, keeping the bytes it has not parsed yet.
+parser starts its next cycle, keeping the bytes it has not parsed yet. One case skips the
+parser: a plain 101 head that arrives whole in one read for an upgrade request, as nearly
+every WebSocket handshake does, is checked by the same grammar here (anything else about
+it is left to h11, so both ways accept and emit the same).
 
 Events are made per `receive_data` batch with one event of look-ahead: a response head
 followed at once by the end of the message becomes `Response(is_fin=True)`; body pieces
@@ -265,6 +268,10 @@ _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _TARGET = re.compile(rb"[\x21-\x7e]+")
 _FIELD_VALUE = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")
 _DIGITS = re.compile(rb"[0-9]{1,20}")
+_STATUS_101 = re.compile(rb"HTTP/1\.1 101(?: ((?:[ \t]|[^\x00\s])*))?")
+_FIELD_LINE = re.compile(
+    rb"(" + _TOKEN.pattern + rb"):[ \t]*(" + _FIELD_VALUE.pattern + rb")[ \t]*"
+)
 
 
 class _Invalid(Exception):
@@ -537,6 +544,8 @@ class Http1Client:
                 "the connection was upgraded: hand its bytes to the new protocol, not HTTP/1.1"
             )
         events: list[Event] = []
+        if data.startswith(b"HTTP/1.1 101") and self._switch_at_once(events, data):
+            return events
         self._parser.receive_data(data)
         self._parse(events, eof=not data)
         self._pump()
@@ -713,7 +722,8 @@ class Http1Client:
                 exchange.recv = _RecvState.BODY
                 exchange.keep_alive = _response_keeps_alive(event)
                 if self._parser.their_state is h11.SWITCHED_PROTOCOL:
-                    self._upgrade(events, exchange, event.status_code, event.headers)
+                    trailing = self._parser.trailing_data[0]
+                    self._upgrade(events, exchange, event.status_code, event.headers, trailing)
                     return
                 head = event
             elif isinstance(event, h11.InformationalResponse):
@@ -721,7 +731,9 @@ class Http1Client:
                     self._close(events, self._too_big("header block", exchange))
                     return
                 if event.status_code == 101:
-                    self._upgrade(events, exchange, 101, event.headers)
+                    self._upgrade(
+                        events, exchange, 101, event.headers, self._parser.trailing_data[0]
+                    )
                     return
                 events.append(
                     Inform(exchange.stream, event.status_code, _str_headers(event.headers))
@@ -730,6 +742,40 @@ class Http1Client:
                 self._flush(events, exchange, head, pieces)
                 self._close(events, "closed")
                 return
+
+    def _switch_at_once(self, events: list[Event], data: bytes) -> bool:
+        """The common WebSocket case without the parser: a whole, plain 101 head in one read.
+
+        Taken only when the parser holds nothing and the oldest request on the wire offered
+        an upgrade; a head it is not sure of (split, folded, bare line feeds, a field outside
+        the grammar, content-length or transfer-encoding, near the size limit) is left to
+        h11, so what is accepted, and the events, are the same either way.
+        """
+        if self._current is not None or self._parser.trailing_data[0]:
+            return False
+        exchange = self._first_written()
+        if exchange is None or not exchange.upgrade_header:
+            return False
+        end = data.find(b"\r\n\r\n", 0, self._max_head)
+        if end < 0:
+            return False
+        status_line, *lines = data[:end].split(b"\r\n")
+        status = _STATUS_101.fullmatch(status_line)
+        if status is None:
+            return False
+        headers = []
+        for line in lines:
+            field = _FIELD_LINE.fullmatch(line)
+            if field is None:
+                return False
+            name = field[1].lower()
+            if name == b"content-length" or name == b"transfer-encoding":
+                return False
+            headers.append((name, field[2]))
+        if _head_size(status[1] or b"", headers) > self._max_head:
+            return False
+        self._upgrade(events, exchange, 101, headers, data[end + 4 :])
+        return True
 
     def _flush(
         self,
@@ -786,9 +832,9 @@ class Http1Client:
         exchange: _Exchange,
         status: int,
         headers: _RawHeaders,
+        trailing: bytes,
     ) -> None:
         """The server switched protocols: hand over, and fail the requests never sent."""
-        trailing = self._parser.trailing_data[0]
         self._unfinished.popitem(last=False)
         exchange.recv = _RecvState.DONE
         self._current = None

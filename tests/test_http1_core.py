@@ -577,6 +577,55 @@ def test_101_to_a_request_without_upgrade_breaks_the_connection() -> None:
     assert closed.killed == (stream,)
 
 
+def outcome(events: list[Event]) -> list[object]:
+    """Events with a close's reason as its type and text (errors do not compare equal)."""
+    return [
+        (type(e.reason).__name__, str(e.reason), e.killed) if isinstance(e, Closed) else e
+        for e in events
+    ]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        SWITCHING,
+        b"HTTP/1.1 101\r\nUpgrade:websocket\r\nConnection: \tUpgrade \r\n\r\n",
+        b"HTTP/1.1 101 caf\xe9\r\nupgrade: websocket\r\nx-empty:\r\n\r\n",
+        b"HTTP/1.1 101 OK\r\nupgrade: websocket\r\n folded\r\n\r\n",
+        b"HTTP/1.1 101 OK\r\nbad name: x\r\n\r\n",
+        b"HTTP/1.1 101 OK\r\nx: a\x00b\r\n\r\n",
+        b"HTTP/1.1 101 OK\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 101 OK\r\ntransfer-encoding: gzip\r\n\r\n",
+        b"HTTP/1.1 101 OK\nupgrade: websocket\n\n",
+        b"HTTP/1.1 1010 OK\r\n\r\n",
+        b"HTTP/1.1 101 OK\r\nx: " + b"v" * 80 + b"\r\n\r\n",
+    ],
+)
+@pytest.mark.parametrize("after", [b"", b"\x81\x02hi"])
+def test_a_101_in_one_read_ends_as_the_same_101_read_in_pieces(head: bytes, after: bytes) -> None:
+    outcomes = []
+    ws = StreamRef()
+    for pieces in ([head + after], [head[:1], head[1:] + after]):
+        core = client(max_header_block_size=100)
+        core.request(ws, "GET", "/ws", UPGRADE_HEADERS)
+        core.data_to_send()
+        events = [event for piece in pieces for event in core.receive_data(piece)]
+        outcomes.append((outcome(events), core.upgraded, core.is_closed))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_a_101_in_one_read_carries_its_fields_and_trailing_bytes() -> None:
+    core = client()
+    ws = StreamRef()
+    core.request(ws, "GET", "/ws", UPGRADE_HEADERS)
+    events = core.receive_data(
+        b"HTTP/1.1 101\r\nUpgrade:websocket\r\nConnection: \tUpgrade \r\n\r\n\x81\x00"
+    )
+    assert events == [
+        Upgraded(ws, 101, [("upgrade", "websocket"), ("connection", "Upgrade")], b"\x81\x00")
+    ]
+
+
 # -- errors and ends -----------------------------------------------------------
 
 
