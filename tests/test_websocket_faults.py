@@ -169,6 +169,19 @@ def test_frames_that_came_with_the_101_are_delivered() -> None:
             connection.close(conn)
 
 
+@pytest.mark.parametrize("split_at", [1, 12, 40])
+def test_a_101_read_in_pieces_upgrades_and_keeps_the_frames_after_it(split_at: int) -> None:
+    script = [Expect(), WsAccept(split_at=split_at), Send(frame(TEXT, b"early")), Hold()]
+    with ScriptedServer([script]) as server:
+        conn, stream = _upgrade(server)
+        try:
+            upgrade = websocket.await_upgrade(conn, stream, T)
+            assert ("upgrade", "websocket") in upgrade.headers
+            assert websocket.receive(conn, stream, T) == Text("early")
+        finally:
+            connection.close(conn)
+
+
 def test_a_server_close_is_answered_and_reported(embedded_server) -> None:
     conn = connection.open("127.0.0.1", embedded_server.port, connection.options(retry=0))
     try:

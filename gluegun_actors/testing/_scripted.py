@@ -97,12 +97,18 @@ class WsAccept:
     """Send a 101 that accepts the WebSocket upgrade received so far.
 
     The accept token is computed from the last `sec-websocket-key` this connection
-    received, which a fixed `Send` cannot know in advance.
+    received, which a fixed `Send` cannot know in advance. With `split_at` the response
+    goes out in two writes, cut after that many bytes, 20 ms apart, so the client reads
+    it in pieces.
     """
 
     subprotocol: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    split_at: int | None = None
 
+
+_SPLIT_PAUSE: Final = 0.02
+"""Seconds between the two writes of a split `WsAccept`."""
 
 Step: TypeAlias = Expect | Send | Sleep | Close | Reset | Hold | WsAccept
 _STEP_TYPES: Final = (Expect, Send, Sleep, Close, Reset, Hold, WsAccept)
@@ -295,6 +301,10 @@ class _Player:
             headers.append(("sec-websocket-protocol", step.subprotocol))
         headers += step.headers
         response = ScriptedServer.http_response(101, headers)
+        if step.split_at is not None:
+            self._channel.send(response[: step.split_at], self._server.step_timeout)
+            self._channel.sleep(_SPLIT_PAUSE)
+            response = response[step.split_at :]
         self._channel.send(response, self._server.step_timeout)
         return True
 
