@@ -279,13 +279,14 @@ class _Invalid(Exception):
 
 
 def _request_head(
-    method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]
+    method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], host: bytes
 ) -> tuple[list[bytes], int | None, bool, bool, bool]:
     """Check a request against the grammar and serialize its head, without the blank line.
 
     Repeated `content-length` fields that agree collapse into one, `transfer-encoding` can
-    only be `chunked`, and there must be exactly one `host`. Returns the head's lines, the
-    declared length, and whether it is chunked, offers an upgrade or asks to close.
+    only be `chunked`, and at most one `host` may be given (`host` goes first when none
+    is). Returns the head's lines, the declared length, and whether it is chunked, offers
+    an upgrade or asks to close.
     """
     if _TOKEN.fullmatch(method) is None:
         raise _Invalid(f"illegal method characters {method!r}")
@@ -330,7 +331,7 @@ def _request_head(
             closes = closes or b"close" in (t.strip().lower() for t in value.split(b","))
         lines.append(b"%s: %s\r\n" % (name, value))
     if not hosts:
-        raise _Invalid("no host field")
+        lines.insert(1, b"host: %s\r\n" % host)
     length = None if content_length is None else int(content_length)
     return lines, length, chunked, upgrade, closes
 
@@ -593,11 +594,9 @@ class Http1Client:
             raise LocalProtocolError(
                 f"header names and values must be latin-1 text: {headers!r}; nothing was sent"
             ) from None
-        if not any(name.lower() == b"host" for name, _ in raw):
-            raw.insert(0, (b"host", self._host))
         try:
             head, content_length, chunked, upgrade, closes = _request_head(
-                raw_method, raw_target, raw
+                raw_method, raw_target, raw, self._host
             )
         except _Invalid as exc:
             raise LocalProtocolError(
