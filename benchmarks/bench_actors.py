@@ -24,7 +24,7 @@ import pykka
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gluegun_actors._pool import DEFAULT_WORKERS, PooledActor, Scheduler
+from gluegun_actors._runtime.pool import DEFAULT_WORKERS, PooledActor, Scheduler
 
 KINDS = ("ThreadingActor", "PooledActor")
 FLOOD = 200_000  # tells to one actor in the single-actor throughput run

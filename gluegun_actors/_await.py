@@ -17,15 +17,15 @@ from typing import Any, Generic, TypeVar
 
 import pykka
 
-from gluegun_actors._handle import Connection
-from gluegun_actors._types import StreamRef, Timeout, timeout_seconds
+from gluegun_actors._connection.handle import Connection
+from gluegun_actors._timeouts import FutureTimeout, Timeout, future_timeout_seconds, timeout_seconds
+from gluegun_actors._types import StreamRef
 from gluegun_actors.errors import (
     AwaitTimeout,
     BadStateError,
     ConnectionDown,
     ConnectionTerminated,
     GluegunError,
-    InvalidArgument,
     StreamError,
     describe,
 )
@@ -43,20 +43,6 @@ from gluegun_actors.events import (
 from gluegun_actors.mailbox import KEEP, Keep, Mailbox
 
 T = TypeVar("T")
-
-
-def check_connection(conn: object) -> Connection:
-    if not isinstance(conn, Connection):
-        raise InvalidArgument(f"expected a Connection (from connection.open), got {conn!r}")
-    return conn
-
-
-def check_stream(stream: object) -> StreamRef:
-    if not isinstance(stream, StreamRef):
-        raise InvalidArgument(
-            f"expected a StreamRef (returned when the stream started), got {stream!r}"
-        )
-    return stream
 
 
 def owner_mailbox(conn: Connection) -> Mailbox:
@@ -145,16 +131,21 @@ class Wait(Generic[T]):
 
 
 class MessageFuture(pykka.Future[T], Generic[T]):
-    """A Pykka future over one await; `get(timeout=)` is in seconds, as for every Pykka
-    future. `cancel()` gives up the wait and gives back anything it had taken."""
+    """A Pykka future over one await. `cancel()` gives up the wait and gives back anything
+    it had taken.
+
+    `get(timeout=)` takes seconds as a float (Pykka's unit, so `pykka.get_all` works),
+    `Milliseconds`, `Infinity` or None; a bare `int` is refused, since Pykka would read it
+    as seconds and the rest of this library as milliseconds.
+    """
 
     def __init__(self, mailbox: Mailbox, inner: pykka.Future[T]) -> None:
         super().__init__()
         self._mailbox = mailbox
         self._inner = inner
 
-    def get(self, *, timeout: float | None = None) -> T:
-        return self._inner.get(timeout=timeout)
+    def get(self, *, timeout: FutureTimeout = None) -> T:
+        return self._inner.get(timeout=future_timeout_seconds(timeout))
 
     def set(self, value: Any | None = None) -> None:  # pragma: no cover - not settable
         raise BadStateError("a MessageFuture is resolved by its mailbox")

@@ -1,8 +1,14 @@
-"""Connection options: every knob in one frozen dataclass, validated once.
+"""Options: every knob of a connection, and of a WebSocket, in one frozen dataclass each.
+
+Each is checked once, where it is built (`__post_init__`, so `connection.options()`,
+`websocket.options()` and the classes themselves all check): a value of the wrong type
+or out of range raises `InvalidOptions` saying which option and what it takes. Every
+default lives in the field that has it.
 
 Names follow Gun's where Gun has one (`retry`, `retry_timeout`, `retry_fun`,
 `connect_timeout`, `transport`, `protocols`, `closing_timeout`, `keepalive`, `flow`).
-Durations are milliseconds (an `int`, `Milliseconds` or `Infinity`), as everywhere else.
+Durations are milliseconds (an `int`, `Milliseconds` or `Infinity`), as everywhere else,
+and are stored as `int` (None for "never" where an option allows it).
 """
 
 from __future__ import annotations
@@ -14,13 +20,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from gluegun_actors._types import Infinity, Milliseconds, Protocol, timeout_ms
-from gluegun_actors.errors import InvalidOptions, InvalidTimeout
+from gluegun_actors._checks import check_headers
+from gluegun_actors._protocol.http1 import DEFAULT_MAX_HEADER_BLOCK_SIZE
+from gluegun_actors._protocol.ws import DEFAULT_MAX_MESSAGE_SIZE
+from gluegun_actors._protocol.ws_handshake import TOKEN, check_extra_headers
+from gluegun_actors._timeouts import Infinity, Milliseconds, timeout_ms
+from gluegun_actors._types import Headers, Protocol
+from gluegun_actors.errors import GluegunError, InvalidOptions, InvalidTimeout
 
 if TYPE_CHECKING:
     import pykka
 
     from gluegun_actors.mailbox import Mailbox
+
+__all__ = ["EventHandler", "Options", "RetryFun", "WsOptions", "check_names", "make_options"]
 
 EventHandler = Callable[[str, Mapping[str, Any]], None]
 """Called as `handler(event_name, fields)` during the connection actor's turn; must not block."""
@@ -33,7 +46,7 @@ RetryFun = Callable[[int, "Options"], tuple[int, int]]
 class Options:
     """How a connection connects, retries, reports and bounds what it reads.
 
-    Build it with `connection.options(**fields)`, which validates every field.
+    Build it with `connection.options(**fields)`; every field is checked.
     """
 
     connect_timeout: int | None = 30_000
@@ -67,10 +80,48 @@ class Options:
     owner: Mailbox | pykka.ActorRef[Any] | None = None
     """Where messages go; None = the opening thread's own mailbox (`mailbox.current()`)."""
     event_handler: EventHandler | None = None
-    max_header_block_size: int = 100_000
+    max_header_block_size: int = DEFAULT_MAX_HEADER_BLOCK_SIZE
     """Largest response header block accepted, bytes; more is a protocol error."""
     owner_check_interval: int = 200
     """How often an owner that is a Pykka actor is checked for life, ms."""
+
+    def __post_init__(self) -> None:
+        for name in ("retry_timeout", "retry_max_timeout", "closing_timeout"):
+            _set(self, name, _milliseconds(name, getattr(self, name), optional=False))
+        for name in ("connect_timeout", "keepalive", "pong_timeout"):
+            _set(self, name, _milliseconds(name, getattr(self, name), optional=True))
+        _set(self, "owner_check_interval", _positive_ms("owner_check_interval", self))
+        _count("retry", self.retry, optional=False)
+        _count("flow", self.flow, optional=True)
+        backoff = self.retry_backoff
+        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff < 1.0:
+            raise InvalidOptions(f"retry_backoff must be a number >= 1.0, got {backoff!r}")
+        jitter = self.retry_jitter
+        if isinstance(jitter, bool) or not isinstance(jitter, int | float):
+            raise InvalidOptions(f"retry_jitter must be in [0, 1), got {jitter!r}")
+        if not 0.0 <= jitter < 1.0:
+            raise InvalidOptions(f"retry_jitter must be in [0, 1), got {jitter!r}")
+        if self.transport not in ("tcp", "tls"):
+            raise InvalidOptions(f"transport must be 'tcp' or 'tls', got {self.transport!r}")
+        context = self.tls_context
+        if context is not None and not isinstance(context, ssl.SSLContext):
+            raise InvalidOptions(
+                f"tls_context must be an ssl.SSLContext, got {type(context).__name__}"
+            )
+        server_name = self.tls_server_name
+        if server_name is not None and (not isinstance(server_name, str) or not server_name):
+            raise InvalidOptions(f"tls_server_name must be a non-empty str, got {server_name!r}")
+        _set(self, "protocols", _protocols(self.protocols))
+        for field in ("retry_fun", "event_handler"):
+            if getattr(self, field) is not None and not callable(getattr(self, field)):
+                raise InvalidOptions(
+                    f"option {field} must be callable, got {getattr(self, field)!r}"
+                )
+        if self.owner is not None:
+            _check_owner(self.owner)
+        limit = self.max_header_block_size
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidOptions(f"max_header_block_size must be a positive int, got {limit!r}")
 
     def retry_delay(self, attempt: int, retries_left: int) -> tuple[int, int]:
         """The `(retries_left_after, delay_ms)` before retry number `attempt` (1-based)."""
@@ -87,20 +138,59 @@ class Options:
         return retries_left - 1, int(max(0.0, delay))
 
 
-_MS_FIELDS = (
-    "connect_timeout",
-    "retry_timeout",
-    "retry_max_timeout",
-    "closing_timeout",
-    "keepalive",
-    "pong_timeout",
-    "owner_check_interval",
-)
-_OPTIONAL_MS = ("connect_timeout", "keepalive", "pong_timeout")
-_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Options))
+@dataclass(frozen=True, slots=True)
+class WsOptions:
+    """WebSocket options (`websocket.Options`); build with `websocket.options(**fields)`.
+
+    Durations are milliseconds; None for `keepalive`, `pong_timeout`, `closing_timeout`
+    and `flow` takes the connection's value.
+    """
+
+    protocol: Protocol = Protocol.HTTP1
+    """The protocol to upgrade over; only HTTP/1.1 carries WebSocket here."""
+    headers: Headers = ()
+    """Extra request headers for the upgrade (e.g. authorization, origin)."""
+    subprotocols: tuple[str, ...] = ()
+    """Offered in sec-websocket-protocol; the server's choice is reported in GunUpgrade."""
+    compress: bool = False
+    """Offer permessage-deflate."""
+    keepalive: int | None = None
+    """Ping after this many ms; None = the connection's `keepalive`."""
+    pong_timeout: int | None = None
+    """A ping unanswered for this many ms takes the connection down (`PongTimeout`)."""
+    silence_pings: bool = True
+    """Keep ping and pong frames from the owner (they are answered regardless)."""
+    closing_timeout: int | None = None
+    """How long a close waits for the peer's close frame; None = the connection's (15 s)."""
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    """Largest reassembled message accepted, bytes after decompression; larger closes
+    with 1009."""
+    flow: int | None = None
+    """Flow credits (messages) for the stream; None = the connection's `flow`."""
+    connection: Options | None = None
+    """Connection options for `connect` / `with_socket`."""
+    timeout: int | None = 5000
+    """Socket API: bound on connect + upgrade and on each receive, ms; None = forever."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.protocol, Protocol):
+            raise InvalidOptions(f"protocol must be a Protocol, got {self.protocol!r}")
+        _set(self, "headers", _upgrade_headers(self.headers))
+        _set(self, "subprotocols", _subprotocols(self.subprotocols))
+        for name in ("compress", "silence_pings"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidOptions(f"{name} must be a bool, got {getattr(self, name)!r}")
+        for name in ("keepalive", "pong_timeout", "closing_timeout", "timeout"):
+            _set(self, name, _milliseconds(name, getattr(self, name), optional=True))
+        size = self.max_message_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidOptions(f"max_message_size must be a positive int, got {size!r}")
+        _count("flow", self.flow, optional=True)
+        if self.connection is not None and not isinstance(self.connection, Options):
+            raise InvalidOptions("connection must come from connection.options()")
 
 
-def check_names(fields: dict[str, Any], valid: frozenset[str]) -> None:
+def check_names(fields: Mapping[str, Any], valid: frozenset[str]) -> None:
     """Refuse option names that are not in `valid`, listing the valid ones."""
     unknown = set(fields) - valid
     if unknown:
@@ -109,7 +199,27 @@ def check_names(fields: dict[str, Any], valid: frozenset[str]) -> None:
         )
 
 
-def milliseconds_option(name: str, value: object, optional: bool) -> int | None:
+_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(Options))
+_WS_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(WsOptions))
+
+
+def make_options(base: Options | None = None, **fields: Any) -> Options:
+    """`Options` from `fields` (Gun-style names, ms durations), over `base` if given."""
+    check_names(fields, _OPTION_NAMES)
+    return dataclasses.replace(base or Options(), **fields)
+
+
+def make_ws_options(**fields: Any) -> WsOptions:
+    """`WsOptions` from `fields`."""
+    check_names(fields, _WS_OPTION_NAMES)
+    return WsOptions(**fields)
+
+
+def _set(options: object, name: str, value: object) -> None:
+    object.__setattr__(options, name, value)
+
+
+def _milliseconds(name: str, value: object, *, optional: bool) -> int | None:
     """An option's duration as int ms (None for Infinity when `optional`), validated."""
     if value is None or value is Infinity:
         if optional:
@@ -118,50 +228,24 @@ def milliseconds_option(name: str, value: object, optional: bool) -> int | None:
     if isinstance(value, Milliseconds):
         return value.value
     try:
-        ms = timeout_ms(value)
+        return timeout_ms(value)
     except InvalidTimeout as error:
         raise InvalidOptions(f"option {name}: {error}") from None
-    if ms is None and not optional:
-        raise InvalidOptions(f"option {name} needs a finite number of milliseconds")
+
+
+def _positive_ms(name: str, options: Options) -> int:
+    ms = _milliseconds(name, getattr(options, name), optional=False)
+    if not ms:
+        raise InvalidOptions(f"option {name} must be at least 1 ms")
     return ms
 
 
-def make_options(base: Options | None = None, **fields: Any) -> Options:
-    """Validate `fields` and return new `Options` (Gun-style names, ms durations)."""
-    check_names(fields, _FIELD_NAMES)
-    for name in _MS_FIELDS:
-        if name in fields:
-            fields[name] = milliseconds_option(name, fields[name], name in _OPTIONAL_MS)
-    for name in ("retry", "flow"):
-        value = fields.get(name, 0)
-        if value is None and name == "flow":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidOptions(f"option {name} must be a non-negative int, got {value!r}")
-    if "retry_backoff" in fields:
-        backoff = fields["retry_backoff"]
-        if not isinstance(backoff, int | float) or backoff < 1.0:
-            raise InvalidOptions(f"retry_backoff must be a number >= 1.0, got {backoff!r}")
-    if "retry_jitter" in fields:
-        jitter = fields["retry_jitter"]
-        if not isinstance(jitter, int | float) or not 0.0 <= jitter < 1.0:
-            raise InvalidOptions(f"retry_jitter must be in [0, 1), got {jitter!r}")
-    if fields.get("transport", "tcp") not in ("tcp", "tls"):
-        raise InvalidOptions(f"transport must be 'tcp' or 'tls', got {fields['transport']!r}")
-    context = fields.get("tls_context")
-    if context is not None and not isinstance(context, ssl.SSLContext):
-        raise InvalidOptions(f"tls_context must be an ssl.SSLContext, got {type(context).__name__}")
-    if "protocols" in fields:
-        fields["protocols"] = _protocols(fields["protocols"])
-    for name in ("retry_fun", "event_handler"):
-        if fields.get(name) is not None and not callable(fields[name]):
-            raise InvalidOptions(f"option {name} must be callable, got {fields[name]!r}")
-    if fields.get("owner") is not None:
-        _check_owner(fields["owner"])
-    header_limit = fields.get("max_header_block_size", 1)
-    if isinstance(header_limit, bool) or not isinstance(header_limit, int) or header_limit < 1:
-        raise InvalidOptions(f"max_header_block_size must be a positive int, got {header_limit!r}")
-    return dataclasses.replace(base or Options(), **fields)
+def _count(name: str, value: object, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        what = "a non-negative int or None" if optional else "a non-negative int"
+        raise InvalidOptions(f"option {name} must be {what}, got {value!r}")
 
 
 def _protocols(value: object) -> tuple[Protocol, ...]:
@@ -181,6 +265,26 @@ def _protocols(value: object) -> tuple[Protocol, ...]:
             )
         protocols.append(protocol)
     return tuple(protocols)
+
+
+def _upgrade_headers(value: object) -> Headers:
+    try:
+        headers = check_headers(value)
+        check_extra_headers(headers)
+    except GluegunError as error:
+        raise InvalidOptions(f"option headers: {error}") from None
+    return headers
+
+
+def _subprotocols(value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise InvalidOptions(f"subprotocols must be a list of str, got {value!r}")
+    for protocol in value:
+        if not isinstance(protocol, str) or not TOKEN.fullmatch(protocol):
+            raise InvalidOptions(f"subprotocol {protocol!r} is not an HTTP token")
+    if len(set(value)) != len(value):
+        raise InvalidOptions(f"subprotocols are offered more than once: {tuple(value)!r}")
+    return tuple(value)
 
 
 def _check_owner(owner: object) -> None:

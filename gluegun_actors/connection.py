@@ -15,33 +15,24 @@ from typing import Any, cast
 
 import pykka
 
-from gluegun_actors import _actor
-from gluegun_actors import _reactor as rx
-from gluegun_actors._await import (
-    MessageFuture,
-    Wait,
-    check_connection,
-    check_stream,
-    future,
-    owner_mailbox,
-    wait,
-)
-from gluegun_actors._handle import Connection
+from gluegun_actors._await import MessageFuture, Wait, future, owner_mailbox, wait
+from gluegun_actors._checks import check_connection, check_stream
+from gluegun_actors._connection import commands
+from gluegun_actors._connection.actor import ConnectionActor
+from gluegun_actors._connection.handle import Connection
+from gluegun_actors._connection.info import ConnectionInfo
+from gluegun_actors._connection.owner import as_owner
+from gluegun_actors._io import acquire_reactor, release_reactor
 from gluegun_actors._options import Options, make_options
-from gluegun_actors._owner import as_owner
-from gluegun_actors._types import (
-    Infinity,
-    Milliseconds,
-    Protocol,
-    StreamRef,
-    Timeout,
-)
+from gluegun_actors._timeouts import Infinity, Milliseconds, Timeout
+from gluegun_actors._types import Protocol, StreamRef
 from gluegun_actors.errors import ConnectionTerminated, InvalidArgument, InvalidOptions
 from gluegun_actors.events import GunUp
 from gluegun_actors.mailbox import Mailbox, current
 
 __all__ = [
     "Connection",
+    "ConnectionInfo",
     "Infinity",
     "Milliseconds",
     "Options",
@@ -81,7 +72,7 @@ def open(host: str, port: int, options: Options | None = None) -> Connection:
         options = Options()
     elif not isinstance(options, Options):
         raise InvalidOptions(f"options must come from connection.options(), got {options!r}")
-    reactor = rx.acquire_reactor()
+    reactor = acquire_reactor()
     try:
         owner = as_owner(
             options.owner if options.owner is not None else current(),
@@ -89,9 +80,9 @@ def open(host: str, port: int, options: Options | None = None) -> Connection:
             options.owner_check_interval,
         )
         conn = Connection(host.strip("[]"), port, owner)
-        conn.actor_ref = _actor.ConnectionActor.start(conn, options, reactor)
+        conn.actor_ref = ConnectionActor.start(conn, options, reactor)
     except BaseException:
-        rx.release_reactor(reactor)
+        release_reactor(reactor)
         raise
     return conn
 
@@ -131,14 +122,14 @@ def close(conn: Connection) -> None:
     if ref is None:
         return
     with contextlib.suppress(pykka.ActorDeadError):
-        ref.tell(_actor.CloseNow())
+        ref.tell(commands.CloseNow())
     conn.finished.wait(_CLOSE_WAIT)
 
 
 def shutdown(conn: Connection) -> None:
     """Close gracefully: the active request completes, pipelined ones fail, WebSockets get
     close 1001; no `GunDown`, no reconnect; the owner gets `Down(conn, "normal")` at the end."""
-    check_connection(conn).tell(_actor.Shutdown())
+    check_connection(conn).tell(commands.Shutdown())
 
 
 def flush(conn_or_stream: Connection | StreamRef, conn: Connection | None = None) -> int:
@@ -174,19 +165,19 @@ def _barrier(conn: Connection, stream: StreamRef | None) -> None:
     if ref is None or not conn.alive:
         return
     with contextlib.suppress(pykka.ActorDeadError):
-        ref.ask(_actor.Barrier(stream), timeout=_CLOSE_WAIT)
+        ref.ask(commands.Barrier(stream), timeout=_CLOSE_WAIT)
 
 
-def info(conn: Connection) -> dict[str, Any]:
+def info(conn: Connection) -> ConnectionInfo:
     """A snapshot of the connection: state, protocol, owner, socket addresses, streams."""
     check_connection(conn)
     conn.check_alive()
     assert conn.actor_ref is not None
     try:
-        result = cast(dict[str, Any], conn.actor_ref.ask(_actor.InfoRequest(), timeout=_CLOSE_WAIT))
+        answer = conn.actor_ref.ask(commands.InfoRequest(), timeout=_CLOSE_WAIT)
     except pykka.ActorDeadError:
         raise ConnectionTerminated(f"{conn!r} has stopped", conn.exit_reason) from None
-    return result
+    return cast(ConnectionInfo, answer)
 
 
 def set_owner(conn: Connection, owner: Mailbox | pykka.ActorRef[Any]) -> None:
@@ -197,7 +188,7 @@ def set_owner(conn: Connection, owner: Mailbox | pykka.ActorRef[Any]) -> None:
     conn.check_alive()
     assert conn.actor_ref is not None
     try:
-        conn.actor_ref.ask(_actor.SetOwner(owner), timeout=_CLOSE_WAIT)
+        conn.actor_ref.ask(commands.SetOwner(owner), timeout=_CLOSE_WAIT)
     except pykka.ActorDeadError:
         raise ConnectionTerminated(f"{conn!r} has stopped", conn.exit_reason) from None
 
@@ -208,4 +199,4 @@ def update_flow(conn: Connection, stream: StreamRef, credits: int) -> None:
     check_stream(stream)
     if isinstance(credits, bool) or not isinstance(credits, int) or credits < 1:
         raise InvalidArgument(f"credits must be a positive int, got {credits!r}")
-    conn.tell(_actor.UpdateFlow(stream, credits))
+    conn.tell(commands.UpdateFlow(stream, credits))

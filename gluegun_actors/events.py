@@ -21,7 +21,7 @@ from gluegun_actors._types import Headers, Protocol, StreamRef
 from gluegun_actors.message import Frame
 
 if TYPE_CHECKING:
-    from gluegun_actors._handle import Connection
+    from gluegun_actors._connection.handle import Connection
 
 
 @dataclass(frozen=True, slots=True)

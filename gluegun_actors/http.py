@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from gluegun_actors import _actor
-from gluegun_actors._await import MessageFuture, Wait, check_connection, check_stream, future, wait
-from gluegun_actors._handle import Connection
-from gluegun_actors._types import Headers, Protocol, StreamRef, Timeout, check_headers
+from gluegun_actors._await import MessageFuture, Wait, future, wait
+from gluegun_actors._checks import check_connection, check_headers, check_stream
+from gluegun_actors._connection import commands
+from gluegun_actors._connection.handle import Connection
+from gluegun_actors._timeouts import Timeout
+from gluegun_actors._types import Headers, Protocol, StreamRef
 from gluegun_actors.errors import BadStateError, InvalidArgument, LocalProtocolError
 from gluegun_actors.events import GunData, GunInform, GunResponse, GunTrailers, GunUpgrade
 from gluegun_actors.mailbox import Keep
@@ -89,13 +91,13 @@ def data(conn: Connection, stream: StreamRef, is_fin: bool, data: Body) -> None:
     check_stream(stream)
     if not isinstance(is_fin, bool):
         raise InvalidArgument(f"is_fin must be a bool, got {is_fin!r}")
-    conn.tell(_actor.RequestData(stream, _bytes(data), is_fin))
+    conn.tell(commands.RequestData(stream, _bytes(data), is_fin))
 
 
 def cancel(conn: Connection, stream: StreamRef) -> None:
     """Stop delivering the stream's messages (the response is still read off the wire)."""
     check_connection(conn)
-    conn.tell(_actor.Cancel(check_stream(stream)))
+    conn.tell(commands.Cancel(check_stream(stream)))
 
 
 def _start(
@@ -114,7 +116,7 @@ def _start(
             f"{conn!r} was upgraded to WebSocket; HTTP requests need another connection"
         )
     stream = StreamRef()
-    conn.tell(_actor.Request(stream, method, path, checked, body, fin))
+    conn.tell(commands.Request(stream, method, path, checked, body, fin))
     return stream
 
 

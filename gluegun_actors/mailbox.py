@@ -48,24 +48,37 @@ notices that its owner is gone.
 
 from __future__ import annotations
 
-import enum
 import heapq
 import itertools
 import logging
 import threading
-import types
 import weakref
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from itertools import islice
-from operator import itemgetter
-from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar, overload
+from typing import Any, Final, TypeVar, overload
 
-from pykka import Future, ThreadingFuture
+from pykka import Future
 
-from gluegun_actors._types import Infinity, Timeout, timeout_seconds
-from gluegun_actors._wakeups import wake
+from gluegun_actors._io.wakeups import HeldWakeups
+from gluegun_actors._timeouts import Infinity, Timeout, timeout_seconds
+from gluegun_actors._waits import (
+    KEEP,
+    BlockingWait,
+    Collector,
+    Entry,
+    FutureWait,
+    Keep,
+    Match,
+    One,
+    Outcome,
+    Wait,
+    WaitState,
+    predicate,
+    seq_of,
+    settle,
+)
 from gluegun_actors.errors import AwaitTimeout, BadStateError, InvalidArgument
 
 __all__ = [
@@ -89,190 +102,7 @@ SCAN_MARKS_LIMIT: Final = 32
 """How many match objects a mailbox remembers scan positions for (the oldest is forgotten)."""
 
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
 M = TypeVar("M")
-
-Match: TypeAlias = type | types.UnionType | tuple[type, ...] | Callable[[object], bool] | None
-"""What a receive takes: a class, a tuple or union of classes (`isinstance`), a predicate,
-or None for any message."""
-
-_Entry: TypeAlias = tuple[int, object]
-"""A queued message with its sequence number: the queue is sorted by it."""
-
-_seq_of = itemgetter(0)
-
-
-def _any(message: object) -> bool:
-    return True
-
-
-def predicate(match: Match) -> Callable[[object], bool]:
-    """The predicate for a `Match`, so callers can combine matches; refuses anything else."""
-    if match is None:
-        return _any
-    if isinstance(match, types.GenericAlias):
-        raise InvalidArgument(f"match on the plain class, not the generic alias {match!r}")
-    if isinstance(match, type | types.UnionType):
-        classes = match
-        return lambda message: isinstance(message, classes)
-    if isinstance(match, tuple):
-        if not all(isinstance(cls, type) for cls in match):
-            raise InvalidArgument(f"a match tuple must hold classes only, got {match!r}")
-        return lambda message: isinstance(message, match)
-    if callable(match):
-        return match
-    raise InvalidArgument(
-        f"a match is a class, a tuple of classes, a predicate or None, got {match!r}"
-    )
-
-
-class Keep:
-    """The type of `KEEP`."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "KEEP"
-
-
-KEEP: Final = Keep()
-"""What `Collector.offer` returns for a message that ends the wait but stays queued."""
-
-
-class Collector(Protocol[T_co]):
-    """A wait that may take several messages, such as every message of an HTTP body.
-
-    Used for one wait only. `offer` is asked about messages in arrival order and says
-    whether to take each one; `done` is asked after each message taken; `result` is
-    asked once, after `done` said True, outside the mailbox lock in the thread that
-    completed the wait (maybe the one that put the last message), and may raise (a
-    `GluegunError`) to fail the wait. `offer` and `done` run under the mailbox lock.
-    A declined message is not offered again while the wait is registered, so a
-    collector should not start wanting messages it declined; and a collector whose
-    `offer` raises may be asked again about a message before it is dropped, so
-    declining must leave it unchanged.
-
-    `offer` may also return `KEEP`: the message ends the wait (`done` is not asked) but
-    is not taken: it stays in place for the owner and the other waits. The await helpers
-    use it for the messages that end every wait on a connection (`GunDown`, `Down`).
-    """
-
-    def offer(self, message: object) -> bool | Keep: ...
-
-    def done(self) -> bool: ...
-
-    def result(self) -> T_co: ...
-
-
-class _One:
-    """The collector behind `receive`: the first message that matches.
-
-    `key` is the match as the caller gave it, under which the mailbox remembers how far
-    that match has looked (None: a match of any message, which needs no memory).
-    """
-
-    __slots__ = ("_match", "_message", "key")
-
-    def __init__(self, match: Match) -> None:
-        self._match = predicate(match)
-        self._message: object = None
-        self.key = match
-
-    def offer(self, message: object) -> bool:
-        if self._match(message):
-            self._message = message
-            return True
-        return False
-
-    def done(self) -> bool:
-        return True
-
-    def result(self) -> object:
-        return self._message
-
-
-class _State(enum.Enum):
-    """Where a wait is. NEW → PENDING → DONE | FAILED | WITHDRAWN; DONE → RETURNED.
-
-    NEW may also go straight to DONE (the queue already held enough).
-    """
-
-    NEW = "new"  # scanning the queue, not registered yet
-    PENDING = "pending"  # registered; may hold messages taken so far
-    DONE = "done"  # took everything it wanted; its future is (being) resolved
-    FAILED = "failed"  # its match raised; its future holds the exception; took nothing
-    WITHDRAWN = "withdrawn"  # timed out or cancelled while pending; took nothing
-    RETURNED = "returned"  # was done, then cancelled: its messages went back
-
-
-class _FutureWait(ThreadingFuture[T], Generic[T]):
-    """A wait made by a `*_future` call: the future its caller holds, and what the
-    mailbox knows about it."""
-
-    def __init__(self, mailbox: Mailbox, collector: Collector[T]) -> None:
-        super().__init__()
-        self.mailbox = mailbox
-        self.collector = collector
-        self.state = _State.NEW
-        self.taken: list[_Entry] = []
-        self.error: BaseException | None = None  # what the future raises, once settled
-
-    def __repr__(self) -> str:
-        return f"<mailbox wait {self.state.value} on {self.mailbox!r}>"
-
-
-class _BlockingWait(Generic[T]):
-    """A wait made by `receive` or `collect`: its caller sleeps on a plain lock that the
-    thread resolving it releases, one wakeup (a future's condition costs several)."""
-
-    __slots__ = ("_signal", "collector", "error", "mailbox", "state", "taken", "value")
-
-    def __init__(self, mailbox: Mailbox, collector: Collector[T]) -> None:
-        self.mailbox = mailbox
-        self.collector = collector
-        self.state = _State.NEW
-        self.taken: list[_Entry] = []
-        self.value: T | None = None
-        self.error: BaseException | None = None
-        self._signal = threading.Lock()
-        self._signal.acquire()
-
-    def __repr__(self) -> str:
-        return f"<mailbox wait {self.state.value} on {self.mailbox!r}>"
-
-    def set(self, value: T) -> None:
-        self.value = value
-        wake(self._signal)
-
-    def set_exception(self, exc_info: object) -> None:
-        wake(self._signal)  # `error` is already set
-
-    def sleep(self, seconds: float | None) -> bool:
-        """Wait until resolved (True) or `seconds` pass (False)."""
-        if seconds is None:
-            return self._signal.acquire()
-        return self._signal.acquire(timeout=min(seconds, threading.TIMEOUT_MAX))
-
-
-_Wait: TypeAlias = "_FutureWait[Any] | _BlockingWait[Any]"
-
-_Outcome: TypeAlias = tuple[_Wait, Exception | None]
-"""A wait that finished under the lock, and its match's exception if it failed."""
-
-
-def _settle(outcomes: list[_Outcome]) -> None:
-    """Resolve the futures of finished waits; called outside the lock."""
-    for wait, error in outcomes:
-        if error is None:
-            try:
-                value = wait.collector.result()
-            except Exception as exc:
-                error = exc
-            else:
-                wait.set(value)
-                continue
-        wait.error = error
-        wait.set_exception((type(error), error, error.__traceback__))
 
 
 class _Monitor:
@@ -302,8 +132,8 @@ class Mailbox:
     def __init__(self, name: str | None = None) -> None:
         self._name = name
         self._lock = threading.Lock()
-        self._queue: deque[_Entry] = deque()
-        self._waits: dict[_Wait, None] = {}  # an ordered set, in registration order
+        self._queue: deque[Entry] = deque()
+        self._waits: dict[Wait, None] = {}  # an ordered set, in registration order
         self._next_seq = 0
         self._alive = True
         self._monitors: dict[_Monitor, None] = {}
@@ -339,10 +169,14 @@ class Mailbox:
                 self._queue.append(entry)
                 return
             outcomes = self._dispatch_locked([entry])
-        _settle(outcomes)
+        settle(outcomes)
 
     def put_all(self, messages: list[object]) -> None:
         """`put` each of `messages`, in order, under one lock."""
+        self._put_all(messages, None)
+
+    def _put_all(self, messages: list[object], held: HeldWakeups | None) -> None:
+        """`put_all` for the runtime: a receiver's wakeup may be `held` by the calling thread."""
         if not messages:
             return
         with self._lock:
@@ -353,7 +187,7 @@ class Mailbox:
                 self._queue.extend(entries)
                 return
             outcomes = self._dispatch_locked(entries)
-        _settle(outcomes)
+        settle(outcomes, held)
 
     # -- receiving -------------------------------------------------------------------
 
@@ -376,7 +210,7 @@ class Mailbox:
                 queue = self._queue
                 if queue and (match is None or isinstance(queue[0][1], match)):
                     return queue.popleft()[1]
-        return self._await(_One(match), seconds)
+        return self._await(One(match), seconds)
 
     @overload
     def receive_future(self, match: type[M]) -> Future[M]: ...
@@ -389,7 +223,7 @@ class Mailbox:
 
         Combine with `pykka.get_all`; give up with `cancel`, or the wait stays registered.
         """
-        return self._start(_One(match))
+        return self._start(One(match))
 
     def collect(self, collector: Collector[T], timeout: Timeout = Infinity) -> T:
         """Feed messages to `collector` until it is done and return its result.
@@ -411,7 +245,7 @@ class Mailbox:
         if it took messages they go back to their original places, so the caller must
         not use its value.
         """
-        if not isinstance(future, _FutureWait) or future.mailbox is not self:
+        if not isinstance(future, FutureWait) or future.mailbox is not self:
             raise InvalidArgument(f"{future!r} is not a wait on {self!r}")
         was_pending = self._withdraw(future)
         if was_pending:
@@ -486,9 +320,9 @@ class Mailbox:
             elif seconds == 0:
                 raise self._timeout_error(collector, seconds)
             else:
-                wait = _BlockingWait(self, collector)
+                wait = BlockingWait(self, collector)
                 wait.taken = self._take_locked(indices)
-                wait.state = _State.PENDING
+                wait.state = WaitState.PENDING
                 self._waits[wait] = None
         if wait is None:
             return collector.result()
@@ -499,59 +333,59 @@ class Mailbox:
             raise
         if not resolved:
             with self._lock:
-                timed_out = wait.state is _State.PENDING
+                timed_out = wait.state is WaitState.PENDING
                 if timed_out:
-                    outcomes = self._unregister_locked(wait, _State.WITHDRAWN)
+                    outcomes = self._unregister_locked(wait, WaitState.WITHDRAWN)
             if timed_out:
-                _settle(outcomes)
+                settle(outcomes)
                 raise self._timeout_error(collector, seconds)
             wait.sleep(None)  # resolved in the race with the timeout: settled right after
         if wait.error is not None:
             raise wait.error
         return wait.value  # type: ignore[return-value]
 
-    def _start(self, collector: Collector[T]) -> _FutureWait[T]:
+    def _start(self, collector: Collector[T]) -> FutureWait[T]:
         """Scan, then register unless the queue already held enough; return the future."""
-        wait = _FutureWait(self, collector)
+        wait = FutureWait(self, collector)
         with self._lock:
             done, indices = self._scan_locked(collector)
             wait.taken = self._take_locked(indices)
             if done:
-                wait.state = _State.DONE
+                wait.state = WaitState.DONE
             else:
-                wait.state = _State.PENDING
+                wait.state = WaitState.PENDING
                 self._waits[wait] = None
         if done:
-            _settle([(wait, None)])
+            settle([(wait, None)])
         return wait
 
-    def _withdraw(self, wait: _Wait) -> bool:
+    def _withdraw(self, wait: Wait) -> bool:
         """Unregister `wait` (True if it was pending), giving back what it took."""
         with self._lock:
             match wait.state:
-                case _State.PENDING:
-                    outcomes = self._unregister_locked(wait, _State.WITHDRAWN)
+                case WaitState.PENDING:
+                    outcomes = self._unregister_locked(wait, WaitState.WITHDRAWN)
                     was_pending = True
-                case _State.DONE:
+                case WaitState.DONE:
                     returned, wait.taken = wait.taken, []
-                    wait.state = _State.RETURNED
+                    wait.state = WaitState.RETURNED
                     outcomes = self._give_back_locked(returned)
                     was_pending = False
                 case _:
                     return False
-        _settle(outcomes)
+        settle(outcomes)
         return was_pending
 
-    def _unregister_locked(self, wait: _Wait, state: _State) -> list[_Outcome]:
+    def _unregister_locked(self, wait: Wait, state: WaitState) -> list[Outcome]:
         del self._waits[wait]
         wait.state = state
-        if isinstance(wait.collector, _One) and wait.collector.key is not None:
+        if isinstance(wait.collector, One) and wait.collector.key is not None:
             # It declined what was queued when it registered and everything offered since.
             self._set_mark_locked(wait.collector.key, self._next_seq)
         returned, wait.taken = wait.taken, []
         return self._give_back_locked(returned)
 
-    def _give_back_locked(self, entries: list[_Entry]) -> list[_Outcome]:
+    def _give_back_locked(self, entries: list[Entry]) -> list[Outcome]:
         """Put taken messages back into play: to the waits first, else to their places."""
         if not entries:
             return []
@@ -565,12 +399,12 @@ class Mailbox:
         A `receive` starts after the messages its match has already declined.
         """
         queue = self._queue
-        key = collector.key if isinstance(collector, _One) else None
+        key = collector.key if isinstance(collector, One) else None
         start = 0
         if key is not None and queue:
             mark = self._mark_locked(key)
             if mark > queue[0][0]:
-                start = bisect_left(queue, mark, key=_seq_of)
+                start = bisect_left(queue, mark, key=seq_of)
         indices: list[int] = []
         for index, (seq, message) in enumerate(islice(queue, start, None), start):
             verdict = collector.offer(message)
@@ -606,7 +440,7 @@ class Mailbox:
             holder = key
         marks[id(key)] = (holder, seq)
 
-    def _take_locked(self, indices: list[int]) -> list[_Entry]:
+    def _take_locked(self, indices: list[int]) -> list[Entry]:
         """Remove the entries at `indices` (ascending) from the queue and return them."""
         queue = self._queue
         if not indices:
@@ -622,28 +456,28 @@ class Mailbox:
             self._queue = deque(e for i, e in enumerate(queue) if i not in drop)
         return taken
 
-    def _dispatch_locked(self, entries: list[_Entry]) -> list[_Outcome]:
+    def _dispatch_locked(self, entries: list[Entry]) -> list[Outcome]:
         """Offer `entries` to the registered waits, oldest first; queue what nobody takes.
 
         A wait whose match raises fails (its future gets the exception). If it had taken
         messages they come back into play, and the message it failed on is offered again
         from the first wait, so that arrival order still decides who gets what.
         """
-        outcomes: list[_Outcome] = []
-        unclaimed: list[_Entry] = []
-        work = sorted(entries, key=_seq_of)  # a sorted list is a heap
+        outcomes: list[Outcome] = []
+        unclaimed: list[Entry] = []
+        work = sorted(entries, key=seq_of)  # a sorted list is a heap
         while work:
             entry = heapq.heappop(work)
             wait, done, error, kept = self._offer_locked(entry[1])
             for keeper in kept:  # ended by this message, which stays for the others
                 del self._waits[keeper]
-                keeper.state = _State.DONE
+                keeper.state = WaitState.DONE
                 outcomes.append((keeper, None))
             if wait is None:
                 unclaimed.append(entry)
             elif error is not None:
                 del self._waits[wait]
-                wait.state = _State.FAILED
+                wait.state = WaitState.FAILED
                 outcomes.append((wait, error))
                 if wait.taken:
                     self._marks.clear()  # a give-back, as in `_give_back_locked`
@@ -655,19 +489,19 @@ class Mailbox:
                 wait.taken.append(entry)
                 if done:
                     del self._waits[wait]
-                    wait.state = _State.DONE
+                    wait.state = WaitState.DONE
                     outcomes.append((wait, None))
-                    if isinstance(wait.collector, _One) and wait.collector.key is not None:
+                    if isinstance(wait.collector, One) and wait.collector.key is not None:
                         self._set_mark_locked(wait.collector.key, entry[0] + 1)
         self._restore_locked(unclaimed)
         return outcomes
 
     def _offer_locked(
         self, message: object
-    ) -> tuple[_Wait | None, bool, Exception | None, list[_Wait]]:
+    ) -> tuple[Wait | None, bool, Exception | None, list[Wait]]:
         """The first registered wait that takes `message`, whether it is done, or its error;
         and the waits before it that `KEEP` it (ended by it, without taking it)."""
-        kept: list[_Wait] = []
+        kept: list[Wait] = []
         for wait in self._waits:
             try:
                 verdict = wait.collector.offer(message)
@@ -679,7 +513,7 @@ class Mailbox:
                 return wait, wait.collector.done(), None, kept
         return None, False, None, kept
 
-    def _restore_locked(self, entries: list[_Entry]) -> None:
+    def _restore_locked(self, entries: list[Entry]) -> None:
         """Put entries (ascending) back into the queue at their places by sequence number."""
         if not entries:
             return
@@ -688,12 +522,12 @@ class Mailbox:
             queue.extend(entries)
         elif len(entries) <= GIVE_BACK_INSERT_LIMIT:
             for entry in entries:
-                queue.insert(bisect_left(queue, entry[0], key=_seq_of), entry)
+                queue.insert(bisect_left(queue, entry[0], key=seq_of), entry)
         else:
-            self._queue = deque(heapq.merge(queue, entries, key=_seq_of))
+            self._queue = deque(heapq.merge(queue, entries, key=seq_of))
 
     def _timeout_error(self, collector: Collector[Any], seconds: float | None) -> AwaitTimeout:
-        if isinstance(collector, _One):
+        if isinstance(collector, One):
             what = f"a message matching {collector.key!r}"
         else:
             what = f"{collector!r} to complete"

@@ -15,27 +15,20 @@ never upgraded again behind the caller's back; upgrade anew after `GunUp`.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
-from gluegun_actors import _actor, connection
-from gluegun_actors import _ws as ws
-from gluegun_actors._await import MessageFuture, Wait, check_connection, check_stream, future, wait
-from gluegun_actors._handle import Connection
-from gluegun_actors._options import check_names, milliseconds_option
-from gluegun_actors._types import (
-    Headers,
-    Infinity,
-    Protocol,
-    StreamRef,
-    Timeout,
-    check_headers,
-    timeout_seconds,
-)
+from gluegun_actors import connection
+from gluegun_actors._await import MessageFuture, Wait, future, wait
+from gluegun_actors._checks import check_connection, check_headers, check_stream
+from gluegun_actors._connection import commands
+from gluegun_actors._connection.handle import Connection
+from gluegun_actors._options import WsOptions, make_ws_options
+from gluegun_actors._protocol.ws_handshake import check_extra_headers
+from gluegun_actors._timeouts import Infinity, Timeout, timeout_seconds
+from gluegun_actors._types import Protocol, StreamRef
 from gluegun_actors.errors import (
     BadStateError,
     GluegunError,
@@ -71,91 +64,18 @@ __all__ = [
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
-    """WebSocket options; build with `websocket.options(**fields)`.
-
-    Durations are milliseconds; None for `keepalive`/`pong_timeout`/`closing_timeout`
-    takes the connection's value.
-    """
-
-    protocol: Protocol = Protocol.HTTP1
-    """The protocol to upgrade over; only HTTP/1.1 carries WebSocket here."""
-    headers: Headers = dataclasses.field(default_factory=list)
-    """Extra request headers for the upgrade (e.g. authorization, origin)."""
-    subprotocols: tuple[str, ...] = ()
-    """Offered in sec-websocket-protocol; the server's choice is reported in GunUpgrade."""
-    compress: bool = False
-    """Offer permessage-deflate."""
-    keepalive: int | None = None
-    """Ping after this many ms; None = the connection's `keepalive`."""
-    pong_timeout: int | None = None
-    """A ping unanswered for this many ms takes the connection down (`PongTimeout`)."""
-    silence_pings: bool = True
-    """Keep ping and pong frames from the owner (they are answered regardless)."""
-    closing_timeout: int | None = None
-    """How long a close waits for the peer's close frame; None = the connection's (15 s)."""
-    max_message_size: int = 1 << 20
-    """Largest reassembled message accepted; larger closes with 1009."""
-    flow: int | None = None
-    """Flow credits (messages) for the stream; None = the connection's `flow`."""
-    connection: connection.Options | None = None
-    """Connection options for `connect` / `with_socket`."""
-    timeout: int | None = 5000
-    """Socket API: bound on connect + upgrade and on each receive, ms; None = forever."""
-
-    def stream_options(self, headers: Headers) -> _actor.WsStreamOptions:
-        """What the actor needs for one upgrade that sends `headers` besides the handshake's."""
-        settings = ws.WsSettings(
-            subprotocols=self.subprotocols,
-            compress=self.compress,
-            max_message_size=self.max_message_size,
-            extra_headers=headers + self.headers,
-        )
-        return _actor.WsStreamOptions(
-            settings=settings,
-            silence_pings=self.silence_pings,
-            keepalive=self.keepalive,
-            pong_timeout=self.pong_timeout,
-            closing_timeout=self.closing_timeout,
-            flow=self.flow,
-        )
-
-    def wait_timeout(self) -> Timeout:
-        return Infinity if self.timeout is None else self.timeout
-
-
-_FIELDS = frozenset(f.name for f in dataclasses.fields(Options))
+Options = WsOptions
+"""WebSocket options (defaults to HTTP/1.1); build with `options(**fields)`."""
 
 
 def options(**fields: Any) -> Options:
-    """WebSocket options, validated (defaults to HTTP/1.1; see `Options`)."""
-    check_names(fields, _FIELDS)
-    for name in ("keepalive", "pong_timeout", "closing_timeout", "timeout"):
-        if name in fields:
-            fields[name] = milliseconds_option(name, fields[name], optional=True)
-    if "headers" in fields:
-        fields["headers"] = check_headers(fields["headers"])
-    if "subprotocols" in fields:
-        subprotocols = fields["subprotocols"]
-        if isinstance(subprotocols, str) or not all(isinstance(p, str) for p in subprotocols):
-            raise InvalidOptions(f"subprotocols must be a list of str, got {subprotocols!r}")
-        fields["subprotocols"] = tuple(subprotocols)
-    size = fields.get("max_message_size", 1)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise InvalidOptions(f"max_message_size must be a positive int, got {size!r}")
-    flow = fields.get("flow")
-    if flow is not None and (isinstance(flow, bool) or not isinstance(flow, int) or flow < 0):
-        raise InvalidOptions(f"flow must be a non-negative int or None, got {flow!r}")
-    for name in ("compress", "silence_pings"):
-        if name in fields and not isinstance(fields[name], bool):
-            raise InvalidOptions(f"{name} must be a bool, got {fields[name]!r}")
-    if "protocol" in fields and not isinstance(fields["protocol"], Protocol):
-        raise InvalidOptions(f"protocol must be a Protocol, got {fields['protocol']!r}")
-    conn_options = fields.get("connection")
-    if conn_options is not None and not isinstance(conn_options, connection.Options):
-        raise InvalidOptions("connection must come from connection.options()")
-    return Options(**fields)
+    """WebSocket options, each checked here (`InvalidOptions`); see `Options` for every field."""
+    return make_ws_options(**fields)
+
+
+def _wait_timeout(options: Options) -> Timeout:
+    """The Socket API's bound on connecting and on each receive."""
+    return Infinity if options.timeout is None else options.timeout
 
 
 # -- low level ----------------------------------------------------------------------------
@@ -191,11 +111,11 @@ def upgrade_with_protocol(
     elif not isinstance(options, Options):
         raise InvalidOptions("options must come from websocket.options()")
     checked = check_headers(headers)
+    check_extra_headers(checked)
     if conn.protocol is Protocol.WS:
         raise BadStateError(f"{conn!r} is already upgraded to WebSocket")
     stream = StreamRef()
-    settings = options.stream_options(checked)  # refuses headers that clash with the handshake
-    conn.tell(_actor.Upgrade(stream, path, settings))
+    conn.tell(commands.Upgrade(stream, path, checked, options))
     return stream
 
 
@@ -233,7 +153,7 @@ def send(conn: Connection, stream: StreamRef, frame: Frame | Sequence[Frame]) ->
             f"{stream!r} is not an upgraded WebSocket stream of {conn!r}: call await_upgrade "
             "first (or upgrade again: a reconnect brings the connection back as plain HTTP)"
         )
-    conn.tell(_actor.WsSend(stream, frames))
+    conn.tell(commands.WsSend(stream, frames))
 
 
 def receive(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> Frame:
@@ -358,9 +278,9 @@ def connect(*, host: str, port: int, path: str = "/", options: Options | None = 
         raise InvalidOptions("options must come from websocket.options()")
     conn = connection.open(host, port, options.connection)
     try:
-        protocol = connection.await_up(conn, options.wait_timeout())
+        protocol = connection.await_up(conn, _wait_timeout(options))
         stream = upgrade_with_protocol(conn, protocol, path, [], options)
-        answer = await_upgrade(conn, stream, options.wait_timeout())
+        answer = await_upgrade(conn, stream, _wait_timeout(options))
     except BaseException:
         _discard(conn)
         raise
@@ -386,7 +306,7 @@ def receive_app_frame(socket: Socket, timeout: Timeout | None = None) -> AppFram
     A close from the peer raises `WebSocketClosed` with its code and reason.
     """
     _check_socket(socket)
-    limit = socket.options.wait_timeout() if timeout is None else timeout
+    limit = _wait_timeout(socket.options) if timeout is None else timeout
     frame = _next_frame(socket, limit, (Text, Binary, Close))
     if isinstance(frame, Close):
         raise WebSocketClosed(

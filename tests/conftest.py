@@ -69,7 +69,7 @@ def isolated_mailbox_and_no_leaked_connections() -> Iterator[None]:
     import pykka
 
     from gluegun_actors import mailbox
-    from gluegun_actors._actor import ConnectionActor
+    from gluegun_actors._connection.actor import ConnectionActor
 
     mailbox.current().flush()
     yield

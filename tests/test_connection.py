@@ -11,7 +11,7 @@ import pytest
 from polling import wait_until
 
 from gluegun_actors import connection, http, mailbox
-from gluegun_actors._actor import ConnectionActor
+from gluegun_actors._connection.actor import ConnectionActor
 from gluegun_actors.errors import (
     AwaitTimeout,
     BadStateError,
@@ -97,10 +97,15 @@ def test_info_describes_the_connection(embedded_server) -> None:
     try:
         connection.await_up(conn, T)
         info = connection.info(conn)
-        assert info["state"] == "connected"
-        assert info["protocol"] is connection.Protocol.HTTP1
-        assert info["peer_ip_port"][1] == embedded_server.port
-        assert info["owner"] is mailbox.current()
+        assert isinstance(info, connection.ConnectionInfo)
+        assert info.state_name == "connected"
+        assert info.protocol is connection.Protocol.HTTP1
+        assert (info.peer_ip, info.peer_port) == ("127.0.0.1", embedded_server.port)
+        assert info.sock_ip == "127.0.0.1" and isinstance(info.sock_port, int)
+        assert (info.origin_host, info.origin_port) == ("127.0.0.1", embedded_server.port)
+        assert info.transport == "tcp"
+        assert info.owner is mailbox.current()
+        assert info.streams == () and info.queued_commands == 0
     finally:
         connection.close(conn)
 
@@ -234,11 +239,11 @@ def test_two_connections_interleaved_await_one_leaves_the_other(embedded_server)
 def test_futures_wait_on_many_connections_at_once(embedded_server) -> None:
     conns = [connection.open("127.0.0.1", embedded_server.port) for _ in range(4)]
     try:
-        protocols = pykka.get_all([connection.await_up_future(c) for c in conns], timeout=5)
+        protocols = pykka.get_all([connection.await_up_future(c) for c in conns], timeout=5.0)
         assert protocols == [connection.Protocol.HTTP1] * 4
         streams = [http.get(c, "/") for c in conns]
         bodies = pykka.get_all(
-            [http.await_body_future(c, s) for c, s in zip(conns, streams, strict=True)], timeout=5
+            [http.await_body_future(c, s) for c, s in zip(conns, streams, strict=True)], timeout=5.0
         )
         assert bodies == [b"hello from gluegun_actors"] * 4
     finally:
@@ -250,7 +255,7 @@ def test_a_cancelled_future_gives_back_its_message(embedded_server) -> None:
     conn = connection.open("127.0.0.1", embedded_server.port)
     try:
         future = connection.await_up_future(conn)
-        assert wait_until(lambda: future._inner.get(timeout=T) is not None)
+        assert wait_until(lambda: future._inner.get(timeout=connection.Milliseconds(T)) is not None)
         future.cancel()
         assert connection.await_up(conn, T) is connection.Protocol.HTTP1
     finally:

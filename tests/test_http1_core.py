@@ -8,7 +8,7 @@ from __future__ import annotations
 import h11
 import pytest
 
-from gluegun_actors._http1 import (
+from gluegun_actors._protocol.http1 import (
     Closed,
     Data,
     Event,
@@ -330,7 +330,7 @@ def test_response_header_names_are_lower_case_str_and_values_latin1() -> None:
     stream = get(core)
     events = core.receive_data(b"HTTP/1.1 200 OK\r\nX-Name: caf\xe9\r\nContent-Length: 0\r\n\r\n")
     assert events == [
-        Response(stream, True, 200, [("x-name", "caf\u00e9"), ("content-length", "0")])
+        Response(stream, True, 200, (("x-name", "caf\u00e9"), ("content-length", "0")))
     ]
 
 
@@ -339,7 +339,7 @@ def test_body_end_in_the_same_batch_makes_the_last_data_final() -> None:
     stream = get(core)
     events = core.receive_data(OK_ABC)
     assert events == [
-        Response(stream, False, 200, [("content-length", "3")]),
+        Response(stream, False, 200, (("content-length", "3"),)),
         Data(stream, True, b"abc"),
     ]
     assert core.unfinished == ()
@@ -401,7 +401,7 @@ def test_trailers_follow_non_final_data_and_end_the_stream() -> None:
     wire = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
     wire += b"2\r\nhi\r\n0\r\nX-Checksum: 42\r\n\r\n"
     events = core.receive_data(wire)
-    assert events[1:] == [Data(stream, False, b"hi"), Trailers(stream, [("x-checksum", "42")])]
+    assert events[1:] == [Data(stream, False, b"hi"), Trailers(stream, (("x-checksum", "42"),))]
     assert core.unfinished == ()
 
 
@@ -420,7 +420,7 @@ def test_informational_response_comes_before_the_final_one() -> None:
     core = client()
     stream = get(core)
     events = core.receive_data(b"HTTP/1.1 103 Early Hints\r\nlink: </s.css>\r\n\r\n" + OK_ABC)
-    assert events[0] == Inform(stream, 103, [("link", "</s.css>")])
+    assert events[0] == Inform(stream, 103, (("link", "</s.css>"),))
     assert isinstance(events[1], Response)
     assert events[1].status == 200
 
@@ -476,7 +476,7 @@ def test_head_in_a_pipeline_does_not_swallow_the_next_response() -> None:
     core.request(after, "GET", "/", [])
     wire = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n" + OK_ABC
     events = core.receive_data(wire)
-    assert events[0] == Response(head, True, 200, [("content-length", "3")])
+    assert events[0] == Response(head, True, 200, (("content-length", "3"),))
     assert events[-1] == Data(after, True, b"abc")
 
 
@@ -533,7 +533,7 @@ def test_101_gives_upgraded_with_trailing_bytes_and_fails_held_requests() -> Non
     events = core.receive_data(SWITCHING + b"\x81\x02hi")
     upgraded, failed = events
     assert upgraded == Upgraded(
-        ws, 101, [("connection", "upgrade"), ("upgrade", "websocket")], b"\x81\x02hi"
+        ws, 101, (("connection", "upgrade"), ("upgrade", "websocket")), b"\x81\x02hi"
     )
     assert isinstance(failed, StreamFailed)
     assert failed.stream == held
@@ -561,7 +561,7 @@ def test_non_101_answer_to_upgrade_is_a_plain_response_and_releases_held_request
     behind = get(core, "/behind")
     core.data_to_send()
     events = core.receive_data(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n\r\nno")
-    assert events[0] == Response(ws, False, 400, [("content-length", "2")])
+    assert events[0] == Response(ws, False, 400, (("content-length", "2"),))
     assert events[1] == Data(ws, True, b"no")
     assert b"GET /behind" in core.data_to_send()
     assert not core.upgraded
@@ -622,7 +622,7 @@ def test_a_101_in_one_read_carries_its_fields_and_trailing_bytes() -> None:
         b"HTTP/1.1 101\r\nUpgrade:websocket\r\nConnection: \tUpgrade \r\n\r\n\x81\x00"
     )
     assert events == [
-        Upgraded(ws, 101, [("upgrade", "websocket"), ("connection", "Upgrade")], b"\x81\x00")
+        Upgraded(ws, 101, (("upgrade", "websocket"), ("connection", "Upgrade")), b"\x81\x00")
     ]
 
 
@@ -821,7 +821,7 @@ def test_upload_goes_on_after_an_early_response_and_then_releases_held_requests(
     later = get(core, "/later")
     core.data_to_send()
     events = core.receive_data(OK_EMPTY)
-    assert events == [Response(upload, True, 200, [("content-length", "0")])]
+    assert events == [Response(upload, True, 200, (("content-length", "0"),))]
     assert core.unfinished == (later,)
     core.data(upload, b"rest", True)
     assert (
@@ -844,5 +844,5 @@ def test_successful_connect_hands_the_connection_over() -> None:
     tunnel = StreamRef()
     core.request(tunnel, "CONNECT", "origin.example:443", [("host", "origin.example:443")])
     events = core.receive_data(b"HTTP/1.1 200 Connection Established\r\n\r\n\x16\x03\x01")
-    assert events == [Upgraded(tunnel, 200, [], b"\x16\x03\x01")]
+    assert events == [Upgraded(tunnel, 200, (), b"\x16\x03\x01")]
     assert core.upgraded

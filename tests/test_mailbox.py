@@ -14,8 +14,8 @@ import pykka
 import pytest
 from polling import wait_until
 
-from gluegun_actors import mailbox as mailbox_module
-from gluegun_actors._types import Milliseconds
+from gluegun_actors._timeouts import Milliseconds
+from gluegun_actors._waits import BlockingWait
 from gluegun_actors.errors import (
     AwaitTimeout,
     BadStateError,
@@ -845,7 +845,7 @@ def test_an_interrupted_receive_gives_a_taken_message_back(
         mailbox.put(A(1))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mailbox_module._BlockingWait, "sleep", interrupted_sleep)
+    monkeypatch.setattr(BlockingWait, "sleep", interrupted_sleep)
     with pytest.raises(KeyboardInterrupt):
         mailbox.receive(A, 5000)
     assert mailbox.messages() == [A(1)]
@@ -917,8 +917,8 @@ def test_receive_of_a_class_skips_a_head_of_another_class() -> None:
 
 
 def test_a_wakeup_held_by_a_thread_is_released_before_it_would_block() -> None:
-    """A holding thread (the reactor's way) wakes the receiver only at `release_held`."""
-    from gluegun_actors import _wakeups
+    """A holding thread (the reactor's way) wakes the receiver only when it releases."""
+    from gluegun_actors._io.wakeups import HeldWakeups
 
     mailbox = Mailbox()
     got: list[object] = []
@@ -929,11 +929,11 @@ def test_a_wakeup_held_by_a_thread_is_released_before_it_would_block() -> None:
     release = threading.Event()
 
     def holder() -> None:
-        _wakeups.hold_on_this_thread()
-        mailbox.put(A(1))
+        held = HeldWakeups()
+        mailbox._put_all([A(1)], held)
         put.set()
         release.wait(WAIT_S)
-        _wakeups.stop_holding()
+        held.release()
 
     thread = threading.Thread(target=holder)
     thread.start()

@@ -11,8 +11,9 @@ import pykka
 import pytest
 from polling import wait_until
 
-from gluegun_actors import _pool
-from gluegun_actors._pool import (
+from gluegun_actors._io.wakeups import HeldWakeups
+from gluegun_actors._runtime import pool as _pool
+from gluegun_actors._runtime.pool import (
     DEFAULT_BATCH,
     DEFAULT_WORKERS,
     PooledActor,
@@ -483,16 +484,33 @@ def test_a_tell_from_inside_a_turn_is_queued_for_a_worker(pool: Scheduler) -> No
     assert second.ask("check", timeout=WAIT)["relayed"].startswith("test-pool-")
 
 
-def test_a_tell_inside_queued_tells_runs_on_a_worker(pool: Scheduler) -> None:
+def test_tell_queued_runs_the_turn_on_a_worker_even_when_idle(pool: Scheduler) -> None:
     ref = on(pool, Threads).start()
     ref.ask("warm up", timeout=WAIT)
     assert _idle(ref)
-    with _pool.queued_tells():
-        ref.tell("queued")
+    _pool.tell_queued(ref, "queued")
     assert ref.ask("check", timeout=WAIT)["queued"].startswith("test-pool-")
     assert _idle(ref)
-    ref.tell("direct again")  # the block is over: handoff is back
+    ref.tell("direct again")  # a plain tell hands off again
     assert ref.ask("check", timeout=WAIT)["direct again"] == threading.current_thread().name
+
+
+def test_tell_holding_hands_the_turn_the_held_wakeups(pool: Scheduler) -> None:
+    held = HeldWakeups()
+    seen: list[object] = []
+
+    class Probe(PooledActor):
+        def on_receive(self, message: Any) -> Any:
+            seen.append(self.held_wakeups)
+            return None
+
+    probe = on(pool, Probe).start()
+    probe.ask("warm up", timeout=WAIT)
+    assert _idle(probe)
+    _pool.tell_holding(probe, "run here", held)
+    assert seen[-1] is held  # the handed-off turn saw the caller's held wakeups
+    assert probe.ask("after", timeout=WAIT) is None and seen[-1] is None  # only that turn
+    probe.stop()
 
 
 def test_without_handoff_every_turn_runs_on_a_worker() -> None:

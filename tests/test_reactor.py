@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import selectors
 import socket
 import ssl
 import struct
@@ -18,7 +19,8 @@ from typing import Any
 import pytest
 from polling import wait_until
 
-from gluegun_actors import _reactor as rx
+from gluegun_actors import _io as rx
+from gluegun_actors._io.addresses import addresses_of, numeric_addresses
 
 WAIT = 5.0
 """Upper bound for anything that should happen soon; reached only when a test fails."""
@@ -252,12 +254,12 @@ def test_the_local_address_is_asked_for_once_and_kept(
 )
 def test_ip_literals_are_read_as_getaddrinfo_reads_them(host: str) -> None:
     expected = socket.getaddrinfo(host, 80, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
-    assert rx._numeric_addresses(host, 80) == rx._addresses_of(expected)
+    assert numeric_addresses(host, 80) == addresses_of(expected)
 
 
 @pytest.mark.parametrize("host", ["localhost", "example.invalid", "1.2.3.4.5", " 127.0.0.1"])
 def test_names_are_left_to_the_resolver(host: str) -> None:
-    assert rx._numeric_addresses(host, 80) is None
+    assert numeric_addresses(host, 80) is None
 
 
 def test_the_first_resume_after_connect_needs_no_reactor_command(
@@ -265,7 +267,7 @@ def test_the_first_resume_after_connect_needs_no_reactor_command(
 ) -> None:
     # The read interest is registered ahead when the connection opens.
     transport, peer = open_transport(reactor, listener, peers, recorder := Recorder())
-    assert wait_until(lambda: transport._registered & rx._READ)
+    assert wait_until(lambda: transport._registered & selectors.EVENT_READ)
     transport.resume_reading()
     assert not transport._sync_posted
     peer.sendall(b"hello")

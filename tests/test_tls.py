@@ -77,7 +77,7 @@ def test_https_get(https_port: int, certificate: tuple[Path, Path]) -> None:
         assert connection.await_up(conn, T) is connection.Protocol.HTTP1
         stream = http.get(conn, "/")
         assert http.await_body(conn, stream, T) == b"hello over tls"
-        assert connection.info(conn)["transport"] == "tls"
+        assert connection.info(conn).transport == "tls"
     finally:
         connection.close(conn)
 

@@ -291,7 +291,7 @@ def test_a_refused_upgrade_raises_with_status_headers_and_body(embedded_server) 
         with pytest.raises(UpgradeFailed) as caught:
             websocket.await_upgrade(conn, stream, T)
         assert caught.value.status == 403
-        assert isinstance(caught.value.headers, list)
+        assert isinstance(caught.value.headers, tuple)
         assert isinstance(caught.value.body, bytes)
         assert conn.protocol is not connection.Protocol.WS
     finally:

@@ -34,19 +34,24 @@ from wsproto.events import Pong as WsPong
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import FrameDecoder, Opcode
 
-from gluegun_actors import _frames, _ws
-from gluegun_actors._frames import FrameParser, Piece
-from gluegun_actors._ws import (
+from gluegun_actors import websocket
+from gluegun_actors._protocol import ws_frames as _frames
+from gluegun_actors._protocol import ws_send
+from gluegun_actors._protocol.ws import (
     CLOSED,
+    DEFAULT_MAX_MESSAGE_SIZE,
     LOCAL_CLOSING,
     OPEN,
     Failed,
     Finished,
-    Handshake,
-    Negotiated,
     WsConnection,
     WsEvent,
-    WsSettings,
+)
+from gluegun_actors._protocol.ws_deflate import DeflateParams
+from gluegun_actors._protocol.ws_frames import FrameParser, Piece
+from gluegun_actors._protocol.ws_handshake import (
+    Handshake,
+    Negotiated,
     accept_key,
     handshake_request,
     validate_handshake,
@@ -82,6 +87,24 @@ def server_frame(
     return header + mask + payload
 
 
+@dataclass(frozen=True)
+class WsSettings:
+    """What a test asks of the core: the handshake's offer and the message size bound."""
+
+    subprotocols: tuple[str, ...] = ()
+    compress: bool = False
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    extra_headers: tuple[tuple[str, str], ...] = ()
+
+
+def offer(settings: WsSettings) -> Handshake:
+    return handshake_request(
+        subprotocols=settings.subprotocols,
+        compress=settings.compress,
+        headers=settings.extra_headers,
+    )
+
+
 def close_payload(code: int, reason: bytes = b"") -> bytes:
     return code.to_bytes(2, "big") + reason
 
@@ -106,7 +129,8 @@ class Pair:
 def pair(settings: WsSettings | None = None) -> Pair:
     """A connection with nothing negotiated, as after a plain 101."""
     settings = settings or WsSettings()
-    return Pair(WsConnection(Negotiated(None, ()), settings), Connection(ConnectionType.SERVER))
+    client = WsConnection(Negotiated(), settings.max_message_size)
+    return Pair(client, Connection(ConnectionType.SERVER))
 
 
 def upgrade(
@@ -117,7 +141,7 @@ def upgrade(
     after_101: list[Event] | None = None,
 ) -> tuple[WsConnection, WSConnection]:
     """A full opening handshake: h11 client, wsproto server, then our validation."""
-    handshake = handshake_request(settings)
+    handshake = offer(settings)
     client_http = h11.Connection(h11.CLIENT)
     request = h11.Request(
         method="GET", target="/echo", headers=[("host", "example.test"), *handshake.headers]
@@ -134,9 +158,9 @@ def upgrade(
     response = client_http.next_event()
     assert isinstance(response, h11.InformationalResponse)
     headers = [(name.decode(), value.decode()) for name, value in response.headers]
-    negotiated = validate_handshake(handshake, settings, response.status_code, headers)
+    negotiated = validate_handshake(handshake, response.status_code, headers)
     trailing, _closed = client_http.trailing_data
-    return WsConnection(negotiated, settings, trailing), server
+    return WsConnection(negotiated, settings.max_message_size, trailing), server
 
 
 def response_headers(handshake: Handshake, **overrides: str | None) -> list[tuple[str, str]]:
@@ -159,62 +183,62 @@ def header(handshake: Handshake, name: str) -> str | None:
 # ----------------------------------------------------------------------------- settings
 
 
-def test_settings_refuse_a_max_message_size_below_one_byte() -> None:
+def test_options_refuse_a_max_message_size_below_one_byte() -> None:
     with pytest.raises(InvalidOptions, match="max_message_size"):
-        WsSettings(max_message_size=0)
+        websocket.options(max_message_size=0)
 
 
-def test_settings_refuse_an_extra_header_that_would_replace_the_handshake() -> None:
+def test_options_refuse_an_extra_header_that_would_replace_the_handshake() -> None:
     with pytest.raises(
-        LocalProtocolError, match=r"Sec-WebSocket-Protocol.*part of the WebSocket handshake"
+        InvalidOptions, match=r"Sec-WebSocket-Protocol.*part of the WebSocket handshake"
     ):
-        WsSettings(extra_headers=[("Sec-WebSocket-Protocol", "chat")])
+        websocket.options(headers=[("Sec-WebSocket-Protocol", "chat")])
 
 
-def test_settings_refuse_a_subprotocol_that_is_not_a_token() -> None:
+def test_options_refuse_a_subprotocol_that_is_not_a_token() -> None:
     with pytest.raises(InvalidOptions, match="token"):
-        WsSettings(subprotocols=("chat v2",))
+        websocket.options(subprotocols=("chat v2",))
 
 
 # ----------------------------------------------------------------------------- request
 
 
 def test_handshake_key_is_16_random_bytes_in_base64() -> None:
-    first, second = handshake_request(WsSettings()), handshake_request(WsSettings())
+    first, second = offer(WsSettings()), offer(WsSettings())
     assert len(base64.b64decode(first.key, validate=True)) == 16
     assert first.key != second.key
     assert header(first, "sec-websocket-key") == first.key
 
 
 def test_handshake_asks_to_upgrade_to_websocket_version_13() -> None:
-    handshake = handshake_request(WsSettings())
+    handshake = offer(WsSettings())
     assert header(handshake, "upgrade") == "websocket"
     assert header(handshake, "connection") == "Upgrade"
     assert header(handshake, "sec-websocket-version") == "13"
 
 
 def test_handshake_offers_subprotocols_in_order() -> None:
-    handshake = handshake_request(WsSettings(subprotocols=("v2.chat", "v1.chat")))
+    handshake = offer(WsSettings(subprotocols=("v2.chat", "v1.chat")))
     assert header(handshake, "sec-websocket-protocol") == "v2.chat, v1.chat"
 
 
 def test_handshake_offers_no_subprotocol_or_extension_by_default() -> None:
-    handshake = handshake_request(WsSettings())
+    handshake = offer(WsSettings())
     assert header(handshake, "sec-websocket-protocol") is None
     assert header(handshake, "sec-websocket-extensions") is None
-    assert handshake.offered_extensions == ()
+    assert not handshake.compress
 
 
 def test_handshake_offers_permessage_deflate_when_compressing() -> None:
-    handshake = handshake_request(WsSettings(compress=True))
+    handshake = offer(WsSettings(compress=True))
     assert header(handshake, "sec-websocket-extensions") == (
         "permessage-deflate; client_max_window_bits"
     )
-    assert [ext.name for ext in handshake.offered_extensions] == ["permessage-deflate"]
+    assert handshake.compress
 
 
 def test_handshake_appends_extra_headers_after_its_own() -> None:
-    handshake = handshake_request(WsSettings(extra_headers=[("authorization", "Bearer t")]))
+    handshake = offer(WsSettings(extra_headers=(("authorization", "Bearer t"),)))
     assert handshake.headers[-1] == ("authorization", "Bearer t")
 
 
@@ -227,94 +251,85 @@ def test_validate_accepts_a_wsproto_servers_response() -> None:
         settings, subprotocol="v1.chat", server_extensions=[PerMessageDeflate()]
     )
     assert client.negotiated.protocol == "v1.chat"
-    assert [ext.name for ext in client.negotiated.extensions] == ["permessage-deflate"]
-    assert client.negotiated.extensions[0].enabled()
+    assert client.negotiated.deflate == DeflateParams()
 
 
 def test_validate_reports_no_protocol_when_the_server_chose_none() -> None:
     settings = WsSettings(subprotocols=("v1.chat",))
-    handshake = handshake_request(settings)
-    assert (
-        validate_handshake(handshake, settings, 101, response_headers(handshake)).protocol is None
-    )
+    handshake = offer(settings)
+    assert validate_handshake(handshake, 101, response_headers(handshake)).protocol is None
 
 
 def test_validate_accepts_header_names_in_any_case() -> None:
     settings = WsSettings()
-    handshake = handshake_request(settings)
+    handshake = offer(settings)
     headers = [(name.title(), value) for name, value in response_headers(handshake)]
-    assert validate_handshake(handshake, settings, 101, headers) == Negotiated(None, ())
+    assert validate_handshake(handshake, 101, headers) == Negotiated(None, None)
 
 
 def test_validate_rejects_a_status_other_than_101() -> None:
-    handshake = handshake_request(WsSettings())
+    handshake = offer(WsSettings())
     with pytest.raises(RemoteProtocolError, match="200"):
-        validate_handshake(handshake, WsSettings(), 200, response_headers(handshake))
+        validate_handshake(handshake, 200, response_headers(handshake))
 
 
 def test_validate_rejects_a_wrong_accept_key() -> None:
-    handshake = handshake_request(WsSettings())
-    wrong = accept_key(handshake_request(WsSettings()).key)
+    handshake = offer(WsSettings())
+    wrong = accept_key(offer(WsSettings()).key)
     with pytest.raises(RemoteProtocolError, match="wrong Sec-WebSocket-Accept"):
-        validate_handshake(
-            handshake, WsSettings(), 101, response_headers(handshake, sec_websocket_accept=wrong)
-        )
+        validate_handshake(handshake, 101, response_headers(handshake, sec_websocket_accept=wrong))
 
 
 def test_validate_rejects_a_missing_accept_key() -> None:
-    handshake = handshake_request(WsSettings())
+    handshake = offer(WsSettings())
     with pytest.raises(RemoteProtocolError, match="no Sec-WebSocket-Accept"):
-        validate_handshake(
-            handshake, WsSettings(), 101, response_headers(handshake, sec_websocket_accept=None)
-        )
+        validate_handshake(handshake, 101, response_headers(handshake, sec_websocket_accept=None))
 
 
 def test_validate_rejects_a_missing_upgrade_header() -> None:
-    handshake = handshake_request(WsSettings())
+    handshake = offer(WsSettings())
     with pytest.raises(RemoteProtocolError, match="Upgrade: websocket"):
-        validate_handshake(handshake, WsSettings(), 101, response_headers(handshake, upgrade=None))
+        validate_handshake(handshake, 101, response_headers(handshake, upgrade=None))
 
 
 def test_validate_rejects_a_connection_header_without_upgrade() -> None:
-    handshake = handshake_request(WsSettings())
+    handshake = offer(WsSettings())
     with pytest.raises(RemoteProtocolError, match="Connection: Upgrade"):
-        validate_handshake(
-            handshake, WsSettings(), 101, response_headers(handshake, connection="keep-alive")
-        )
+        validate_handshake(handshake, 101, response_headers(handshake, connection="keep-alive"))
 
 
 def test_validate_rejects_a_subprotocol_that_was_not_offered() -> None:
     settings = WsSettings(subprotocols=("v1.chat",))
-    handshake = handshake_request(settings)
+    handshake = offer(settings)
     headers = response_headers(handshake, sec_websocket_protocol="v2.chat")
     with pytest.raises(RemoteProtocolError, match=r"'v2\.chat', which was not offered"):
-        validate_handshake(handshake, settings, 101, headers)
+        validate_handshake(handshake, 101, headers)
 
 
 def test_validate_rejects_more_than_one_chosen_subprotocol() -> None:
     settings = WsSettings(subprotocols=("a", "b"))
-    handshake = handshake_request(settings)
+    handshake = offer(settings)
     headers = response_headers(handshake, sec_websocket_protocol="a, b")
     with pytest.raises(RemoteProtocolError, match="exactly one subprotocol"):
-        validate_handshake(handshake, settings, 101, headers)
+        validate_handshake(handshake, 101, headers)
 
 
 def test_validate_rejects_an_extension_that_was_not_offered() -> None:
     settings = WsSettings(compress=False)
-    handshake = handshake_request(settings)
+    handshake = offer(settings)
     headers = response_headers(handshake, sec_websocket_extensions="permessage-deflate")
     with pytest.raises(RemoteProtocolError, match="'permessage-deflate', which was not offered"):
-        validate_handshake(handshake, settings, 101, headers)
+        validate_handshake(handshake, 101, headers)
 
 
 def test_validate_rejects_an_unknown_extension() -> None:
     settings = WsSettings(compress=True)
-    handshake = handshake_request(settings)
+    handshake = offer(settings)
     headers = response_headers(handshake, sec_websocket_extensions="x-webkit-deflate-frame")
     with pytest.raises(
         RemoteProtocolError, match="'x-webkit-deflate-frame', which was not offered"
     ):
-        validate_handshake(handshake, settings, 101, headers)
+        validate_handshake(handshake, 101, headers)
 
 
 @pytest.mark.parametrize(
@@ -332,21 +347,19 @@ def test_validate_rejects_an_unknown_extension() -> None:
 )
 def test_validate_rejects_bad_deflate_parameters(params: str, complaint: str) -> None:
     settings = WsSettings(compress=True)
-    handshake = handshake_request(settings)
+    handshake = offer(settings)
     headers = response_headers(handshake, sec_websocket_extensions=f"permessage-deflate; {params}")
     with pytest.raises(RemoteProtocolError, match=complaint):
-        validate_handshake(handshake, settings, 101, headers)
+        validate_handshake(handshake, 101, headers)
 
 
 def test_validate_takes_the_servers_deflate_parameters() -> None:
     settings = WsSettings(compress=True)
-    handshake = handshake_request(settings)
+    handshake = offer(settings)
     value = 'permessage-deflate; client_max_window_bits="10"; server_no_context_takeover'
     headers = response_headers(handshake, sec_websocket_extensions=value)
-    (extension,) = validate_handshake(handshake, settings, 101, headers).extensions
-    assert isinstance(extension, PerMessageDeflate)
-    assert extension.client_max_window_bits == 10
-    assert extension.server_no_context_takeover
+    deflate = validate_handshake(handshake, 101, headers).deflate
+    assert deflate == DeflateParams(server_no_context_takeover=True, client_max_window_bits=10)
 
 
 # ----------------------------------------------------------------------------- messages
@@ -387,13 +400,13 @@ def _counting_urandom() -> Callable[[int], bytes]:
 def test_masking_keys_are_never_handed_out_twice_across_threads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_ws.os, "urandom", _counting_urandom())
-    monkeypatch.setattr(_ws, "_mask_keys", deque())
+    monkeypatch.setattr(ws_send.os, "urandom", _counting_urandom())
+    monkeypatch.setattr(ws_send, "_words", deque())
     drawn: list[list[bytes]] = [[] for _ in range(4)]
 
     def draw(into: list[bytes]) -> None:
         for _ in range(3_000):
-            into.append(_ws._mask_key())
+            into.append(ws_send.random_word())
 
     threads = [threading.Thread(target=draw, args=(keys,)) for keys in drawn]
     for thread in threads:
@@ -406,14 +419,14 @@ def test_masking_keys_are_never_handed_out_twice_across_threads(
 
 
 def test_connections_draw_masking_keys_from_one_pool(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_ws.os, "urandom", _counting_urandom())
-    monkeypatch.setattr(_ws, "_mask_keys", deque())
+    monkeypatch.setattr(ws_send.os, "urandom", _counting_urandom())
+    monkeypatch.setattr(ws_send, "_words", deque())
     first, second = pair(), pair()
     first.client.send(Binary(b"a"))
     second.client.send(Binary(b"b"))
     key_of = [p.client.data_to_send()[2:6] for p in (first, second)]
     assert key_of[0] != key_of[1]
-    assert len(_ws._mask_keys) == _ws._MASK_KEY_BATCH - 2  # one batch served both
+    assert len(ws_send._words) == ws_send._MASK_KEY_BATCH - 2  # one batch served both
 
 
 def test_large_binary_uses_the_64_bit_length() -> None:
@@ -820,8 +833,8 @@ def test_corrupt_compressed_data_fails_with_1007() -> None:
 def test_masking_in_python_matches_the_reference(size: int) -> None:
     payload, key = os.urandom(size), os.urandom(4)
     expected = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    assert bytes(_ws._mask_python(payload, key)) == expected
-    assert bytes(_ws._mask(payload, key)) == expected
+    assert bytes(ws_send.mask_python(payload, key)) == expected
+    assert bytes(ws_send.mask(payload, key)) == expected
 
 
 # ----------------------------------------------------------------------------- frame parser

@@ -1,4 +1,4 @@
-"""Sans-IO parser of the frames a WebSocket server sends a client, without extensions.
+"""Sans-IO parser of the frames a WebSocket server sends a client.
 
 Theory of operation
 -------------------
@@ -11,6 +11,8 @@ piece they complete, as `(opcode, payload, done)` tuples in wire order:
   the message's (`TEXT` or `BINARY`, continuation frames resolved), `done` is true for
   the piece that ends the message. A message sent whole in one frame that arrived in
   one read is one tuple with `done` true, which is the case the parser is fast for.
+  With permessage-deflate on, the pieces of a compressed message (RSV1 set on its
+  first frame) carry `opcode | COMPRESSED`: they are still compressed.
 
 Handing data pieces over as they arrive keeps the buffer small: only a partial header
 or a partial control frame is kept between reads (under 140 bytes), so a large frame
@@ -19,15 +21,16 @@ used as the buffer as it is unless such a remnant must be put in front of it. Wi
 read, frames are located by offset arithmetic on the one buffer; each payload is
 sliced once.
 
-Everything RFC 6455 5.2-5.5 asks of a client without extensions is checked, and the
-message size limit is applied to each data frame's announced length, so a frame too
-large fails at its header without being buffered. The first violation stops the
-parser: `parse` returns the pieces before it and `error`/`error_code` describe it (the
-close code to fail the connection with: 1002, or 1009 for a message too big). Nothing
-is parsed after a close frame.
+Everything RFC 6455 5.2-5.5 (and RFC 7692 6 for the RSV1 bit) asks of a client is
+checked, and the message size limit is applied to each data frame's announced length,
+so a frame too large fails at its header without being buffered. A compressed message
+is bounded after inflating, by the caller: its size on the wire says nothing of it.
+The first violation stops the parser: `parse` returns the pieces before it and
+`error`/`error_code` describe it (the close code to fail the connection with: 1002, or
+1009 for a message too big). Nothing is parsed after a close frame.
 
-UTF-8 validation and message assembly are the caller's (`_ws.WsConnection`), because
-they depend on what it reports.
+Inflating, UTF-8 validation and message assembly are the caller's (`ws.WsConnection`).
+`tests/test_differential_ws.py` proves the parser gives wsproto's verdicts.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from gluegun_actors.errors import GluegunError, MessageTooBig, RemoteProtocolErr
 __all__ = [
     "BINARY",
     "CLOSE",
+    "COMPRESSED",
     "CONTINUATION",
     "PING",
     "PONG",
@@ -54,6 +58,8 @@ BINARY: Final = 0x2
 CLOSE: Final = 0x8
 PING: Final = 0x9
 PONG: Final = 0xA
+COMPRESSED: Final = 0x40
+"""Flag on the opcode of a compressed message's pieces (the RSV1 bit's place in byte 0)."""
 
 MAX_CONTROL_PAYLOAD: Final = 125
 """RFC 6455 5.5: control frame payloads are at most 125 bytes."""
@@ -63,6 +69,7 @@ Piece: TypeAlias = tuple[int, bytes, bool]
 
 _FIN: Final = 0x80
 _RSV: Final = 0x70
+_RSV1: Final = 0x40
 _OPCODE: Final = 0x0F
 _MASKED: Final = 0x80
 _LENGTH: Final = 0x7F
@@ -76,11 +83,12 @@ _NO_MESSAGE: Final = 0
 
 
 class FrameParser:
-    """Frames from a server to a client with no extension negotiated (RFC 6455 5)."""
+    """Frames from a server to a client (RFC 6455 5); `compression` if deflate was agreed."""
 
     __slots__ = (
         "_buf",
         "_closed",
+        "_compression",
         "_fin",
         "_max_size",
         "_message",
@@ -90,14 +98,15 @@ class FrameParser:
         "error_code",
     )
 
-    def __init__(self, max_message_size: int) -> None:
+    def __init__(self, max_message_size: int, *, compression: bool = False) -> None:
         self._max_size = max_message_size
+        self._compression = compression
         self._buf = b""  # a partial header or control frame, waiting for the rest
         # The data frame whose payload is arriving: bytes still to come and its FIN bit.
         self._remaining = 0
         self._fin = False
-        # The message in progress (its opcode, or _NO_MESSAGE) and its bytes so far,
-        # counting the frame that is arriving in full.
+        # The message in progress (its opcode, with COMPRESSED if so, or _NO_MESSAGE) and
+        # its bytes on the wire so far, counting the frame that is arriving in full.
         self._message = _NO_MESSAGE
         self._size = 0
         self._closed = False
@@ -149,12 +158,9 @@ class FrameParser:
             if second & _MASKED:
                 self._stop("the server sent a masked frame (RFC 6455 5.1)", 1002)
                 break
-            if first & _RSV:
-                self._stop(
-                    f"the server set reserved bits {first & _RSV:#04x} with no extension "
-                    "negotiated (RFC 6455 5.2)",
-                    1002,
-                )
+            rsv = first & _RSV
+            if rsv and not (rsv == _RSV1 and self._compression and opcode in (TEXT, BINARY)):
+                self._stop_reserved(rsv, opcode)
                 break
             if opcode >= CLOSE:
                 if opcode > PONG:
@@ -219,12 +225,12 @@ class FrameParser:
                         1002,
                     )
                     break
-                message = opcode
+                message = opcode | rsv  # RSV1 here means compressed (COMPRESSED's bit)
                 size = length
             else:
                 self._stop(f"the server sent a frame with reserved opcode {opcode:#x}", 1002)
                 break
-            if size > max_size:
+            if size > max_size and not message & COMPRESSED:
                 self.error = MessageTooBig(
                     f"the server sent a message of {size} bytes or more; "
                     f"max_message_size is {max_size}"
@@ -258,6 +264,16 @@ class FrameParser:
     def _stop(self, message: str, code: int) -> None:
         self.error = RemoteProtocolError(message)
         self.error_code = code
+
+    def _stop_reserved(self, rsv: int, opcode: int) -> None:
+        if not self._compression:
+            text = f"set reserved bits {rsv:#04x} with no extension negotiated (RFC 6455 5.2)"
+        elif rsv != _RSV1:
+            text = f"set reserved bits {rsv:#04x}, which permessage-deflate does not use"
+        else:
+            kind = "control" if opcode >= CLOSE else "continuation"
+            text = f"set RSV1 on a {kind} frame (RFC 7692 6.1)"
+        self._stop(f"the server {text}", 1002)
 
     def _stop_length(self, length: int, width: int) -> None:
         self._stop(

@@ -45,8 +45,11 @@ a request from a caller is written to the socket without a thread switch, and th
 reactor thread parses what it read without one either. It is still the actor's turn:
 the inbox is marked scheduled first, so no other thread runs the actor meanwhile, and
 anything left after one batch goes to the workers. A thread already inside an actor's
-turn (a worker, or a handoff in progress) only queues, so turns never nest; so does a
-thread inside `queued_tells()`.
+turn (a worker, or a handoff in progress) only queues, so turns never nest. Two explicit
+variants of `tell` choose for the caller: `tell_queued` always leaves the turn to the
+workers (for code that must not run a turn where it stands, such as a callback from a
+thread that is being torn down), and `tell_holding` hands the turn the thread's
+`HeldWakeups` (the reactor's), which the actor passes on to the mailboxes it delivers to.
 
 Workers start with the first live actor of a scheduler and are told to exit when its
 last actor has stopped (a reference count, like `_reactor.acquire_reactor`), so nothing
@@ -57,7 +60,6 @@ gets no `on_stop`.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import os
@@ -66,15 +68,17 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import pykka
 from pykka import ActorDeadError, ActorRegistry, messages
+from pykka._envelope import Envelope
+
+from gluegun_actors._io.wakeups import HeldWakeups
 
 if TYPE_CHECKING:
     from pykka._actor import ActorInbox
-    from pykka._envelope import Envelope
 
 log = logging.getLogger("gluegun_actors.pool")
 
@@ -169,19 +173,19 @@ class Scheduler:
             self._actors += 1
             return crew.runnable.put
 
-    def _wake(self, enqueue: Callable[[_Inbox], None]) -> Callable[[_Inbox], None]:
+    def _wake(self, enqueue: Callable[[_Inbox], None]) -> _Wake:
         """How a put wakes an idle inbox: a handoff to the telling thread, or the run queue."""
         if not self.handoff:
-            return enqueue
+            return lambda inbox, held: enqueue(inbox)
         batch = self.batch
 
-        def wake(inbox: _Inbox) -> None:
+        def wake(inbox: _Inbox, held: HeldWakeups | None) -> None:
             if _turn.active:
                 enqueue(inbox)
                 return
             _turn.active = True
             try:
-                inbox.run(batch)
+                inbox.run(batch, held)
             except BaseException:
                 log.exception("a handed-off turn of %s failed; stopping that actor", inbox)
                 inbox.abort()
@@ -228,29 +232,38 @@ class _Crew:
 
 
 class _Turn(threading.local):
-    """Whether this thread is inside an actor's turn (then a put never hands off)."""
+    """Whether this thread is inside an actor's turn (then a put never hands off).
+
+    The pool's own bookkeeping: set and read only here, by workers and handoffs.
+    """
 
     active = False
 
 
 _turn = _Turn()
 
+_Wake = Callable[["_Inbox", HeldWakeups | None], None]
+"""How a put wakes an idle inbox: `(inbox, held)`."""
 
-@contextlib.contextmanager
-def queued_tells() -> Iterator[None]:
-    """Within the block, tells from this thread only queue for the workers.
 
-    For code that must not run an actor's turn where it stands, such as a callback from
-    a thread that is being torn down.
+def tell_queued(ref: pykka.ActorRef[Any], message: Any) -> None:
+    """`ref.tell(message)`, leaving the turn to the workers even when the actor is idle.
+
+    For a pooled actor; raises `ActorDeadError` as `tell` does.
     """
-    if _turn.active:
-        yield
-        return
-    _turn.active = True
-    try:
-        yield
-    finally:
-        _turn.active = False
+    inbox = ref.actor_inbox
+    assert isinstance(inbox, _Inbox)
+    inbox.put(Envelope(message), queued=True)
+
+
+def tell_holding(ref: pykka.ActorRef[Any], message: Any, held: HeldWakeups) -> None:
+    """`ref.tell(message)`; a turn this runs by handoff holds its wakeups in `held`.
+
+    `held` belongs to the calling thread, which releases it before it blocks.
+    """
+    inbox = ref.actor_inbox
+    assert isinstance(inbox, _Inbox)
+    inbox.put(Envelope(message), held=held)
 
 
 def _work(runnable: queue.SimpleQueue[_Inbox | None], batch: int) -> None:
@@ -319,7 +332,7 @@ class _Inbox:
         self._state = _NEW
         self._actor: PooledActor | None = None  # set from start until dead
         self._enqueue: Callable[[_Inbox], None] | None = None
-        self._wake: Callable[[_Inbox], None] | None = None
+        self._wake: _Wake | None = None
         self._release: Callable[[], None] | None = None
         self._label = "an unstarted pooled actor"
 
@@ -328,8 +341,18 @@ class _Inbox:
 
     # -- Pykka's ActorInbox protocol ----------------------------------------------------
 
-    def put(self, envelope: Envelope[Any], /) -> None:
-        """Append; schedule the actor if it was idle. Refused once the actor is dead."""
+    def put(
+        self,
+        envelope: Envelope[Any],
+        /,
+        held: HeldWakeups | None = None,
+        *,
+        queued: bool = False,
+    ) -> None:
+        """Append; schedule the actor if it was idle. Refused once the actor is dead.
+
+        `queued` leaves the turn to the workers; `held` is handed to a turn run here.
+        """
         with self._lock:
             state = self._state
             if state is not _DEAD:
@@ -340,9 +363,14 @@ class _Inbox:
         if state is _DEAD:
             self._refuse(envelope)
             return
+        if queued:
+            enqueue = self._enqueue
+            assert enqueue is not None
+            enqueue(self)
+            return
         wake = self._wake
         assert wake is not None
-        wake(self)
+        wake(self, held)
 
     def get(self) -> Envelope[Any]:
         """Pop the oldest envelope without waiting (the scheduler, not a loop, drains us)."""
@@ -364,23 +392,33 @@ class _Inbox:
         actor: PooledActor,
         enqueue: Callable[[_Inbox], None],
         release: Callable[[], None],
-        wake: Callable[[_Inbox], None] | None = None,
+        wake: _Wake | None = None,
     ) -> None:
         with self._lock:
             if self._state is not _NEW:
                 raise RuntimeError(f"{actor} was already started")
             self._actor = actor
             self._enqueue = enqueue
-            self._wake = wake or enqueue
+            self._wake = wake or (lambda inbox, held: enqueue(inbox))
             self._release = release
             self._label = str(actor)
             self._state = _STARTING
         enqueue(self)
 
-    def run(self, batch: int) -> None:
-        """Worker side: on_start if due, then up to `batch` messages; requeue or go idle."""
+    def run(self, batch: int, held: HeldWakeups | None = None) -> None:
+        """One turn: on_start if due, then up to `batch` messages; requeue or go idle.
+
+        The actor sees `held` as its `held_wakeups` for the length of the turn.
+        """
         actor = self._actor
         assert actor is not None
+        actor.held_wakeups = held
+        try:
+            self._turn(actor, batch)
+        finally:
+            actor.held_wakeups = None
+
+    def _turn(self, actor: PooledActor, batch: int) -> None:
         stopped = actor.actor_stopped.is_set
         if self._state is _STARTING:
             actor._pool_start()
@@ -466,6 +504,10 @@ class PooledActor(pykka.Actor):
     Read when the actor starts; changing it later does not move running actors.
     """
 
+    held_wakeups: HeldWakeups | None = None
+    """During a turn run by `tell_holding`'s handoff: the wakeups the running thread holds
+    back (pass them to `Mailbox` deliveries); None otherwise. Set by the pool, per turn."""
+
     @staticmethod
     def _create_actor_inbox() -> ActorInbox:
         return _Inbox()
@@ -525,5 +567,6 @@ __all__ = [
     "PooledActor",
     "Scheduler",
     "default_scheduler",
-    "queued_tells",
+    "tell_holding",
+    "tell_queued",
 ]

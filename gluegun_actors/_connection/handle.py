@@ -19,7 +19,7 @@ from gluegun_actors.errors import ConnectionTerminated, describe
 if TYPE_CHECKING:
     import pykka
 
-    from gluegun_actors._owner import Owner
+    from gluegun_actors._connection.owner import Owner
 
 _ids = itertools.count(1)
 ALIVE: Any = object()
@@ -42,11 +42,13 @@ class Connection:
     )
 
     def __init__(self, host: str, port: int, owner: Owner) -> None:
+        # Set before the actor starts, then read-only:
         self.id = next(_ids)
         self.host = host
         self.port = port
-        self.owner = owner
         self.actor_ref: pykka.ActorRef[Any] | None = None
+        # Published by the actor's turn, read by any thread (a reference swap each):
+        self.owner = owner
         self.protocol: Protocol | None = None
         self.ws_streams: frozenset[StreamRef] = frozenset()
         self.exit_reason: object = ALIVE

@@ -16,7 +16,9 @@ from typing import Any
 
 import pykka
 
-from gluegun_actors._reactor import Reactor, TimerHandle
+from gluegun_actors._io.reactor import Reactor
+from gluegun_actors._io.timers import TimerHandle
+from gluegun_actors._io.wakeups import HeldWakeups
 from gluegun_actors.mailbox import Mailbox
 
 log = logging.getLogger("gluegun_actors.connection")
@@ -32,8 +34,11 @@ class Owner:
         """Hand `message` over; False when the owner is already gone."""
         raise NotImplementedError
 
-    def deliver_all(self, messages: list[object]) -> bool:
-        """Hand `messages` over in order; False when the owner is already gone."""
+    def deliver_all(self, messages: list[object], held: HeldWakeups | None = None) -> bool:
+        """Hand `messages` over in order; False when the owner is already gone.
+
+        `held`: the running turn's held wakeups (see `_io.wakeups`), for a mailbox.
+        """
         return all(self.deliver(message) for message in messages)
 
     def monitor(self, callback: Callable[[], None]) -> object:
@@ -55,8 +60,8 @@ class MailboxOwner(Owner):
         self.mailbox.put(message)  # type: ignore[union-attr]
         return True
 
-    def deliver_all(self, messages: list[object]) -> bool:
-        self.mailbox.put_all(messages)  # type: ignore[union-attr]
+    def deliver_all(self, messages: list[object], held: HeldWakeups | None = None) -> bool:
+        self.mailbox._put_all(messages, held)  # type: ignore[union-attr]
         return True
 
     def monitor(self, callback: Callable[[], None]) -> object:

@@ -1,0 +1,68 @@
+"""Checks of what callers pass to the public functions, made before anything is sent.
+
+Each raises `InvalidArgument` (a `TypeError`) for a value of the wrong type, or
+`LocalProtocolError` for a value HTTP forbids, with a message that says what to pass.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from gluegun_actors._connection.handle import Connection
+from gluegun_actors._types import Headers, StreamRef
+from gluegun_actors.errors import InvalidArgument, LocalProtocolError
+
+__all__ = ["check_connection", "check_headers", "check_stream"]
+
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FORBIDDEN_IN_VALUE: Final = re.compile(r"[\r\n\x00]")
+
+
+def check_connection(conn: object) -> Connection:
+    if not isinstance(conn, Connection):
+        raise InvalidArgument(f"expected a Connection (from connection.open), got {conn!r}")
+    return conn
+
+
+def check_stream(stream: object) -> StreamRef:
+    if not isinstance(stream, StreamRef):
+        raise InvalidArgument(
+            f"expected a StreamRef (returned when the stream started), got {stream!r}"
+        )
+    return stream
+
+
+def check_headers(headers: object, what: str = "headers") -> Headers:
+    """Validate a header list from a caller; return it as an immutable tuple of str pairs.
+
+    Takes a list or tuple of `(name, value)` pairs (str or bytes) or a dict.
+    """
+    if isinstance(headers, dict):
+        items = list(headers.items())
+    elif isinstance(headers, list | tuple):
+        items = list(headers)
+    else:
+        raise InvalidArgument(
+            f"{what} must be a list of (name, value) pairs, got {type(headers).__name__}"
+        )
+    out: list[tuple[str, str]] = []
+    for item in items:
+        if not (isinstance(item, tuple | list) and len(item) == 2):
+            raise InvalidArgument(f"{what} must be (name, value) pairs, got {item!r}")
+        name, value = item
+        if isinstance(name, bytes):
+            name = name.decode("latin-1")
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InvalidArgument(f"header names and values must be str or bytes, got {item!r}")
+        if not _TOKEN.fullmatch(name):
+            raise LocalProtocolError(f"invalid header name {name!r}: it must be a non-empty token")
+        if _FORBIDDEN_IN_VALUE.search(value):
+            raise LocalProtocolError(
+                f"header {name!r} has a value with CR, LF or NUL ({value!r}); "
+                "such a value would split the header block, so nothing was sent"
+            )
+        out.append((name, value))
+    return tuple(out)

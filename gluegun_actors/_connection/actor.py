@@ -1,0 +1,594 @@
+"""The connection actor (Gun's `gun.erl`): one Pykka actor per connection.
+
+Theory of operation. The actor is the only code that touches its socket. Its life is
+`State`::
+
+    NOT_CONNECTED --connect--> CONNECTING --Connected--> CONNECTED --lost--> NOT_CONNECTED
+          |                        |                         |
+          +------ shutdown / owner death / retries exhausted -+--> CLOSING --> STOPPED
+
+and what it speaks while connected is its session, one class per protocol:
+`HttpSession` (`http_session.py`, the HTTP/1.1 core) or `WsSession` (`ws_session.py`,
+the WebSocket core and its one stream); None while not connected. As Gun's `gun.erl`
+beside `gun_http.erl` and `gun_ws.erl`, the actor keeps the connection's life and the
+sessions know their protocol.
+
+Inputs are `tell`s (`commands`): caller commands, transport events from the reactor
+and timer ticks. The protocol cores turn bytes into events; the sessions map those to
+owner messages, in order, write what the cores queued, and the actor re-arms the socket
+(active-once) unless flow control says the owner has had enough.
+
+Threads. One turn runs at a time, on whichever thread the pool gives it (a worker, the
+caller's thread that told it, or the reactor thread that read its socket), so the
+fields below need no lock: they belong to the running turn. Only the `Connection`
+handle is read by other threads; the actor publishes there (`set_session`, `_terminate`)
+before it delivers the message that reveals a change, so a caller can refuse an
+impossible command without a round trip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import ssl
+from typing import Any, cast
+
+import pykka
+
+from gluegun_actors._connection.commands import (
+    Barrier,
+    Cancel,
+    CloseNow,
+    InfoRequest,
+    OwnerDied,
+    Request,
+    RequestData,
+    SetOwner,
+    Shutdown,
+    StreamCommand,
+    TimerFired,
+    TimerKind,
+    UpdateFlow,
+    Upgrade,
+    WsSend,
+)
+from gluegun_actors._connection.handle import Connection
+from gluegun_actors._connection.http_session import HttpSession
+from gluegun_actors._connection.info import ConnectionInfo
+from gluegun_actors._connection.owner import Owner, as_owner
+from gluegun_actors._connection.stream import Stream
+from gluegun_actors._connection.timers import ActorTimers
+from gluegun_actors._connection.trace import Tracer
+from gluegun_actors._connection.ws_session import WsSession
+from gluegun_actors._io import (
+    Broken,
+    Connected,
+    ConnectFailed,
+    Eof,
+    Reactor,
+    Received,
+    Transport,
+    TransportEvent,
+    release_reactor,
+)
+from gluegun_actors._options import Options
+from gluegun_actors._protocol import http1 as h1
+from gluegun_actors._runtime.pool import PooledActor, tell_holding, tell_queued
+from gluegun_actors._types import Protocol, StreamRef
+from gluegun_actors.errors import (
+    BadStateError,
+    ClosingTimeout,
+    ConnectionDown,
+    PongTimeout,
+    StreamError,
+    describe,
+)
+from gluegun_actors.events import (
+    Down,
+    GunDown,
+    GunError,
+    GunUp,
+)
+
+log = logging.getLogger("gluegun_actors.connection")
+
+__all__ = ["ConnectionActor", "State"]
+
+_CLOSED_BY_CALLER = "closed"
+_LINGER_S = 1.0
+"""How long a stopping connection's socket may go on sending what was written (a close frame)."""
+
+
+class State(enum.Enum):
+    NOT_CONNECTED = "not_connected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    CLOSING = "closing"
+    STOPPED = "stopped"
+
+
+_Session = HttpSession | WsSession | None
+
+
+class ConnectionActor(PooledActor):
+    """Owns one socket; speaks HTTP/1.1 and WebSocket; reports to the owner.
+
+    Runs on the shared worker pool (`_runtime.pool`): thousands of connections cost a
+    few threads. Its handlers never block: sockets are non-blocking and owned by the
+    reactor.
+    """
+
+    def __init__(self, conn: Connection, options: Options, reactor: Reactor) -> None:
+        super().__init__()
+        self.conn = conn
+        self.options = options
+        self.reactor: Reactor | None = reactor  # None once released
+        self.owner: Owner = conn.owner
+        self.owner_monitor: object | None = None
+        self.tracer = Tracer(conn.id, options.event_handler)
+        self.state = State.NOT_CONNECTED
+        self.session: _Session = None
+        self.transport: Transport | None = None
+        self.streams: dict[StreamRef, Stream] = {}
+        self.queued: list[StreamCommand] = []  # commands made while not connected
+        self.retries_left = options.retry
+        self.attempt = 0
+        self.reading_paused = False
+        self.timers = ActorTimers(self.actor_ref)
+        self.exit_reason: object = None
+        self.closing_reason: object = "normal"
+        self.owner_dead = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self.owner_monitor = self.owner.monitor(self._owner_died_callback)
+        self.tracer.emit("init", host=self.conn.host, port=self.conn.port)
+        self._connect()
+
+    def on_stop(self) -> None:
+        self._release()
+        if self.exit_reason is None:  # stopped from outside, e.g. ActorRegistry.stop_all()
+            self.exit_reason = _CLOSED_BY_CALLER
+            self.conn.exit_reason = _CLOSED_BY_CALLER
+        self.tracer.emit("terminate", reason=self.exit_reason)
+        self.conn.finished.set()
+
+    def on_failure(self, *args: Any) -> None:  # pragma: no cover - on_receive catches all
+        self._release()
+        self.conn.exit_reason = self.exit_reason or "crashed"
+        self.conn.finished.set()
+
+    def _release(self) -> None:
+        self.timers.cancel_all()
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        if self.owner_monitor is not None:
+            self.owner.demonitor(self.owner_monitor)
+            self.owner_monitor = None
+        if self.reactor is not None:
+            release_reactor(self.reactor)
+            self.reactor = None
+
+    def _owner_died_callback(self) -> None:
+        # A thread's mailbox dies while the thread is being torn down: the shutdown turn
+        # (which may stop and join the reactor) runs on a worker, not there.
+        with contextlib.suppress(pykka.ActorDeadError):
+            tell_queued(self.actor_ref, OwnerDied())
+
+    def _terminate(self, reason: object, *, linger: bool = True) -> None:
+        """Stop for good; `Down(conn, reason)` is the owner's last message of this connection.
+
+        `linger` lets what is already written (a close frame) reach the peer first.
+        """
+        if self.state is State.STOPPED:
+            return
+        self.state = State.STOPPED
+        self.exit_reason = reason
+        self.conn.exit_reason = reason
+        self.timers.cancel_all()
+        if self.transport is not None:
+            if linger:
+                self.transport.close_after_flush(_LINGER_S)
+            else:
+                self.transport.close()
+            self.transport = None
+        for stream in list(self.streams.values()):
+            self.stream_error(
+                stream, ConnectionDown(f"the connection stopped ({describe(reason)})", reason)
+            )
+        self.streams.clear()
+        self.queued.clear()
+        if not self.owner_dead:
+            self.owner.deliver(Down(self.conn, reason))
+        self.stop()
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        try:
+            return self._dispatch(message)
+        except Exception as error:
+            log.exception("%r crashed on %r", self.conn, type(message).__name__)
+            self._terminate(error)
+            return None
+
+    def _dispatch(self, message: Any) -> Any:
+        if self.state is State.STOPPED:
+            if isinstance(message, InfoRequest | Barrier):
+                return self._info() if isinstance(message, InfoRequest) else True
+            return None
+        match message:
+            case Received() | Eof() | Broken() | Connected() | ConnectFailed():
+                if message.transport is self.transport:
+                    self._on_transport(message)
+            case Request() | RequestData() | Upgrade():
+                self._on_command(message)
+            case WsSend():
+                self._on_ws_send(message)
+            case TimerFired():
+                if self.timers.take(message):
+                    self._on_timer(message.kind)
+            case Cancel(stream=ref):
+                self._cancel(ref)
+            case UpdateFlow(stream=ref, credits=credits):
+                self._update_flow(ref, credits)
+            case Barrier(stream=ref):
+                if ref is not None:
+                    self._cancel(ref)
+                return True
+            case InfoRequest():
+                return self._info()
+            case SetOwner(target=target):
+                self._set_owner(target)
+                return True
+            case Shutdown():
+                self._shutdown("normal")
+            case OwnerDied():
+                self.owner_dead = True
+                self._shutdown("owner_down")
+            case CloseNow():
+                self.owner_dead = True  # the caller asked: nothing more is delivered
+                self._terminate(_CLOSED_BY_CALLER, linger=False)
+            case _:
+                log.warning("%r ignored an unknown message %r", self.conn, message)
+        return None
+
+    # -- connecting -----------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        assert self.reactor is not None
+        self.state = State.CONNECTING
+        self.attempt += 1
+        self.tracer.emit("connect_start", attempt=self.attempt, transport=self.options.transport)
+        opts = self.options
+        context = None
+        if opts.transport == "tls":
+            context = opts.tls_context or ssl.create_default_context()
+        timeout = None if opts.connect_timeout is None else opts.connect_timeout / 1000.0
+        self.transport = self.reactor.connect(
+            self.conn.host,
+            self.conn.port,
+            callback=self._transport_callback(self.reactor),
+            timeout=timeout,
+            ssl_context=context,
+            server_hostname=opts.tls_server_name or self.conn.host,
+        )
+
+    def _transport_callback(self, reactor: Reactor) -> Any:
+        """What the reactor calls (on its thread) with this connection's transport events:
+        a tell whose turn, if it runs right there, holds its wakeups with the reactor."""
+        ref, held = self.actor_ref, reactor.held_wakeups
+
+        def callback(event: TransportEvent) -> None:
+            try:
+                tell_holding(ref, event, held)
+            except pykka.ActorDeadError:
+                event.transport.close()
+
+        return callback
+
+    def _on_transport(self, event: TransportEvent) -> None:
+        match event:
+            case Received(data=data):
+                self._on_data(data)
+            case Eof():
+                self._on_data(b"")
+            case Broken(error=error):
+                self.lost(error)
+            case Connected():
+                self._on_connected()
+            case ConnectFailed(error=error):
+                self.tracer.emit("connect_end", attempt=self.attempt, error=error)
+                self.transport = None
+                self._retry_or_stop(error)
+
+    def _on_connected(self) -> None:
+        assert self.transport is not None
+        if self.tracer.active:  # asking for the local address is a system call
+            self.tracer.emit("connect_end", attempt=self.attempt, socket=self.transport.sockname)
+        self.state = State.CONNECTED
+        self.retries_left = self.options.retry
+        self.attempt = 0
+        default_port = 443 if self.options.transport == "tls" else 80
+        core = h1.Http1Client(
+            self.conn.host,
+            self.conn.port,
+            default_port=default_port,
+            max_header_block_size=self.options.max_header_block_size,
+        )
+        self.set_session(HttpSession(core))
+        self.deliver(GunUp(self.conn, Protocol.HTTP1))
+        queued, self.queued = self.queued, []
+        for command in queued:
+            self._on_command(command)
+        self._resume_reading()
+
+    def _retry_or_stop(self, reason: object) -> None:
+        if self.retries_left <= 0:
+            self._terminate(reason)
+            return
+        self.retries_left, delay = self.options.retry_delay(self.attempt, self.retries_left)
+        if delay <= 0:
+            self._connect()
+        else:
+            self.state = State.NOT_CONNECTED
+            self.start_timer(TimerKind.RETRY, delay)
+
+    def lost(self, reason: object, killed: tuple[StreamRef, ...] | None = None) -> None:
+        """The connection broke: stream errors, GunDown, then reconnect by policy."""
+        if self.state is State.CLOSING:
+            self._terminate(self.closing_reason)
+            return
+        protocol = self._protocol() or Protocol.HTTP1
+        if killed is None:
+            killed = self._unfinished()
+        message = f"the connection was lost ({describe(reason)}) before the stream finished"
+        for ref in killed:
+            stream = self.streams.pop(ref, None)
+            if stream is not None and stream.ws_options is None:
+                self.stream_error(stream, StreamError(message, ref, reason))
+        self.tracer.emit("disconnect", reason=reason, killed_streams=killed)
+        self._drop_connection()
+        self.deliver(GunDown(self.conn, protocol, reason, killed))
+        self.retries_left = self.options.retry
+        self.attempt = 0
+        self._retry_or_stop(reason)
+
+    def _unfinished(self) -> tuple[StreamRef, ...]:
+        return () if self.session is None else self.session.unfinished()
+
+    def _drop_connection(self) -> None:
+        self.timers.cancel_all()
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        self.streams.clear()
+        self.reading_paused = False
+        self.set_session(None)
+        self.state = State.NOT_CONNECTED
+
+    def _protocol(self) -> Protocol | None:
+        return None if self.session is None else self.session.protocol
+
+    def set_session(self, session: _Session) -> None:
+        """Change what the connection speaks, and publish it on the handle."""
+        before = self._protocol()
+        self.session = session
+        protocol = self._protocol()
+        if protocol is not before:
+            self.tracer.emit("protocol_changed", protocol=protocol)
+        conn = self.conn
+        conn.protocol = protocol
+        conn.ws_streams = (
+            frozenset((session.stream.ref,)) if isinstance(session, WsSession) else frozenset()
+        )
+
+    # -- commands -------------------------------------------------------------------------
+
+    def _on_command(self, command: StreamCommand) -> None:
+        match self.state:
+            case State.NOT_CONNECTED | State.CONNECTING:
+                if not isinstance(command, RequestData):
+                    self.streams[command.stream] = self.new_stream(command)
+                self.queued.append(command)
+                return
+            case State.CLOSING if not (
+                isinstance(command, RequestData) and isinstance(self.session, HttpSession)
+            ):
+                # A graceful close still lets the active request finish sending its body.
+                stream = self.streams.pop(command.stream, None) or self.new_stream(command)
+                self.stream_error(
+                    stream, StreamError("the connection is shutting down", command.stream)
+                )
+                return
+        session = self.session
+        if not isinstance(session, HttpSession):
+            stream = self.streams.get(command.stream) or self.new_stream(command)
+            self.stream_error(
+                stream,
+                BadStateError(
+                    "the connection was upgraded to WebSocket; "
+                    "HTTP requests need another connection"
+                ),
+            )
+            return
+        session.command(self, command)
+
+    def new_stream(self, command: StreamCommand) -> Stream:
+        if isinstance(command, Upgrade):
+            flow = command.options.flow if command.options.flow is not None else self.options.flow
+            return Stream(command.stream, flow, ws_options=command.options)
+        return Stream(command.stream, self.options.flow)
+
+    def _on_ws_send(self, command: WsSend) -> None:
+        session = self.session
+        if not isinstance(session, WsSession) or session.stream.ref != command.stream:
+            self.deliver(
+                GunError(
+                    self.conn,
+                    command.stream,
+                    BadStateError(
+                        f"{command.stream!r} is not an upgraded WebSocket stream of this "
+                        "connection (never upgraded, or the upgrade was lost with a reconnect)"
+                    ),
+                )
+            )
+            return
+        session.send(self, command)
+
+    def _cancel(self, ref: StreamRef) -> None:
+        stream = self.streams.get(ref)
+        if stream is not None and not stream.cancelled:
+            stream.cancelled = True
+            self.tracer.emit("cancel", stream=ref)
+            self._maybe_resume()
+
+    def _update_flow(self, ref: StreamRef, credits: int) -> None:
+        stream = self.streams.get(ref)
+        if stream is None or stream.credits is None:
+            return
+        stream.credits += credits
+        self._maybe_resume()
+
+    def _set_owner(self, target: Any) -> None:
+        assert self.reactor is not None
+        if self.owner_monitor is not None:
+            self.owner.demonitor(self.owner_monitor)
+        self.owner = as_owner(target, self.reactor, self.options.owner_check_interval)
+        self.conn.owner = self.owner
+        self.owner_monitor = self.owner.monitor(self._owner_died_callback)
+
+    def _shutdown(self, reason: object) -> None:
+        """Graceful: finish what is in flight, fail the rest, then stop (no GunDown)."""
+        if self.state is State.CLOSING:
+            return
+        self.closing_reason = reason
+        match self.state:
+            case State.NOT_CONNECTED | State.CONNECTING:
+                self._terminate(reason)
+                return
+        self.state = State.CLOSING
+        self.start_timer(TimerKind.CLOSING, self.closing_timeout())
+        session = self.session
+        if isinstance(session, WsSession):
+            if not session.shutdown(self):
+                self._terminate(reason)
+        elif session is not None:
+            session.shutdown(self)
+
+    def closing_timeout(self) -> int:
+        timeout = self.ws_setting("closing_timeout")
+        assert timeout is not None  # the connection's is always set
+        return timeout
+
+    # -- incoming -------------------------------------------------------------------------
+
+    def _on_data(self, data: bytes) -> None:
+        self.reading_paused = True
+        if self.session is not None:
+            self.session.receive(self, data)
+        if self.transport is not None and data:
+            self._maybe_resume()
+
+    # -- timers ---------------------------------------------------------------------------
+
+    def start_timer(self, kind: TimerKind, delay_ms: int) -> None:
+        assert self.reactor is not None
+        self.timers.start(self.reactor, kind, delay_ms)
+
+    def ws_setting(self, name: str) -> int | None:
+        """A WebSocket timing: the upgrade's option if set, else the connection's."""
+        session = self.session
+        value = session.setting(name) if isinstance(session, WsSession) else None
+        if value is None:
+            value = getattr(self.options, name)
+        return cast(int | None, value)
+
+    def _on_timer(self, kind: TimerKind) -> None:
+        match kind:
+            case TimerKind.RETRY:
+                if self.state is State.NOT_CONNECTED:
+                    self._connect()
+            case TimerKind.KEEPALIVE:
+                session = self.session
+                if isinstance(session, WsSession) and self.state is State.CONNECTED:
+                    session.keepalive(self)
+            case TimerKind.PONG:
+                timeout = self.ws_setting("pong_timeout")
+                self.lost(PongTimeout(f"the peer did not answer a ping within {timeout} ms"))
+            case TimerKind.CLOSING:
+                if self.state is State.CLOSING:
+                    self._terminate(self.closing_reason)
+                else:
+                    self.lost(
+                        ClosingTimeout(
+                            "the peer did not complete the close within "
+                            f"{self.closing_timeout()} ms"
+                        )
+                    )
+
+    # -- output ---------------------------------------------------------------------------
+
+    def flush_out(self) -> None:
+        session = self.session
+        if session is None or self.transport is None:
+            return
+        data = session.core.data_to_send()
+        if data:
+            self.transport.write(data)
+
+    def deliver(self, message: object) -> None:
+        if self.owner_dead:
+            return
+        if not self.owner.deliver(message):
+            self.owner_dead = True
+            self._shutdown("owner_down")
+
+    def deliver_all(self, messages: list[object]) -> None:
+        if self.owner_dead or not messages:
+            return
+        if not self.owner.deliver_all(messages, self.held_wakeups):
+            self.owner_dead = True
+            self._shutdown("owner_down")
+
+    def stream_error(self, stream: Stream, error: BaseException) -> None:
+        if not stream.cancelled:
+            self.deliver(GunError(self.conn, stream.ref, error))
+
+    def _maybe_resume(self) -> None:
+        if not self.reading_paused or self.transport is None:
+            return
+        for stream in self.streams.values():
+            if stream.credits is not None and stream.credits <= 0 and not stream.cancelled:
+                return
+        self.reading_paused = False
+        self.transport.resume_reading()
+
+    def _resume_reading(self) -> None:
+        self.reading_paused = True
+        self._maybe_resume()
+
+    # -- info -----------------------------------------------------------------------------
+
+    def _info(self) -> ConnectionInfo:
+        transport = self.transport
+        sock = transport.sockname if transport else None
+        peer = transport.peername if transport else None
+        return ConnectionInfo(
+            state_name=self.state.value,
+            owner=self.owner.target,
+            transport=self.options.transport,
+            protocol=self._protocol(),
+            origin_host=self.conn.host,
+            origin_port=self.conn.port,
+            sock_ip=sock[0] if sock else None,
+            sock_port=sock[1] if sock else None,
+            peer_ip=peer[0] if peer else None,
+            peer_port=peer[1] if peer else None,
+            streams=tuple(self.streams),
+            queued_commands=len(self.queued),
+            retries_left=self.retries_left,
+        )

@@ -1,0 +1,191 @@
+"""How a `Transport` connects: resolve, connect to each address in turn, TLS handshake.
+
+These run on the reactor thread (resolution on a resolver thread), under the
+transport's lock, in the phases RESOLVING, CONNECTING and HANDSHAKING, and end in
+`on_open` (`Connected`) or the transport's `_fail` (`ConnectFailed`). Connects are
+non-blocking and the whole attempt is bounded by the connect timeout (`on_deadline`,
+which also ends a `close_after_flush` that took too long).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import selectors
+import socket
+import ssl
+from functools import partial
+from typing import TYPE_CHECKING, Final
+
+from gluegun_actors._io.addresses import AddrInfo, resolve
+from gluegun_actors._io.events import Connected
+from gluegun_actors._io.state import CONNECTING_PHASES, Phase, Reading, delivers_after
+
+if TYPE_CHECKING:
+    from gluegun_actors._io.transport import Transport
+
+log = logging.getLogger("gluegun_actors.reactor")
+
+__all__ = ["begin", "finish_connect", "on_deadline", "resolve_host", "tls_handshake"]
+
+_READ: Final = selectors.EVENT_READ
+_WRITE: Final = selectors.EVENT_WRITE
+_CONNECT_PENDING: Final = frozenset({errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY})
+
+
+def resolve_host(transport: Transport) -> None:
+    """Resolver thread: look the host up and hand the addresses to the reactor."""
+    if transport._phase is not Phase.RESOLVING:
+        return
+    try:
+        addresses = resolve(transport.host, transport.port)
+    except Exception as error:
+        transport._reactor._post(partial(resolve_failed, transport, error))
+        return
+    transport._reactor._post(partial(begin, transport, addresses))
+
+
+@delivers_after
+def resolve_failed(transport: Transport, error: BaseException) -> None:
+    if transport._phase is Phase.RESOLVING:
+        transport._fail(error)
+
+
+@delivers_after
+def begin(transport: Transport, addresses: list[AddrInfo]) -> None:
+    if transport._phase is not Phase.RESOLVING:
+        return
+    transport._addresses.extend(addresses)
+    try_next_address(transport)
+
+
+def try_next_address(transport: Transport) -> None:
+    """Start a non-blocking connect to the next address; fail when none is left."""
+    while transport._addresses:
+        family, kind, proto, address = transport._addresses.popleft()
+        try:
+            sock = socket.socket(family, kind, proto)
+        except OSError as error:
+            transport._last_error = error
+            continue
+        transport._sock = sock
+        transport._fd = sock.fileno()
+        transport._address = address
+        transport._set_phase(Phase.CONNECTING)
+        try:
+            sock.setblocking(False)
+            if transport._reactor._tcp_nodelay and family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            code = sock.connect_ex(address)
+        except Exception as error:  # a bad address raises TypeError/OverflowError too
+            transport._drop_socket()
+            transport._last_error = error
+            continue
+        if code == 0:
+            tcp_connected(transport)
+            return
+        if code in _CONNECT_PENDING:
+            transport._apply_interest(lazy=True)
+            return
+        transport._drop_socket()
+        transport._last_error = OSError(code, os.strerror(code))
+    transport._fail(
+        transport._last_error or OSError(f"no address found for {transport.host}:{transport.port}")
+    )
+
+
+def finish_connect(transport: Transport) -> None:
+    assert transport._sock is not None
+    code = transport._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code == 0:
+        tcp_connected(transport)
+        return
+    transport._drop_socket()
+    transport._last_error = OSError(code, os.strerror(code))
+    try_next_address(transport)
+
+
+def tcp_connected(transport: Transport) -> None:
+    if transport._ssl_context is None:
+        on_open(transport)
+        return
+    raw = transport._sock
+    assert raw is not None
+    # Wrapping moves the descriptor into a new object that closes it on failure:
+    # take it out of the selector first.
+    transport._unregister()
+    try:
+        transport._sock = transport._ssl_context.wrap_socket(
+            raw,
+            server_hostname=transport._server_hostname or transport.host,
+            do_handshake_on_connect=False,
+        )
+    except Exception as error:
+        raw.close()
+        transport._sock = None
+        transport._fd = -1
+        transport._fail(error)
+        return
+    transport._set_phase(Phase.HANDSHAKING)
+    tls_handshake(transport)
+
+
+def tls_handshake(transport: Transport) -> None:
+    sock = transport._sock
+    assert isinstance(sock, ssl.SSLSocket)
+    try:
+        sock.do_handshake()
+    except ssl.SSLWantReadError:
+        transport._tls_want = _READ
+        transport._apply_interest(lazy=True)
+        return
+    except ssl.SSLWantWriteError:
+        transport._tls_want = _WRITE
+        transport._apply_interest(lazy=True)
+        return
+    except Exception as error:
+        transport._fail(error)
+        return
+    on_open(transport)
+
+
+def on_open(transport: Transport) -> None:
+    sock = transport._sock
+    assert sock is not None
+    transport._set_phase(Phase.OPEN)
+    transport._cancel_deadline()
+    transport._peername = transport._address
+    transport._deliver(Connected(transport))
+    if transport._out:
+        error = transport._flush_out()
+        if error is not None:
+            transport._break(error)
+            return
+    if transport._reading is Reading.ARMED and transport._tls_pending():
+        transport._request_sync()
+    # The read interest goes in now, as if left from a read (dropped if the socket turns
+    # readable before the first `resume_reading`, which then needs no selector call).
+    transport._apply_interest(lazy=True, read_ahead=True)
+
+
+@delivers_after
+def on_deadline(transport: Transport) -> None:
+    """Timer: the connect attempt or the flush took too long."""
+    transport._deadline = None
+    phase = transport._phase
+    if phase in CONNECTING_PHASES:
+        step = {
+            Phase.RESOLVING: "resolving the name",
+            Phase.CONNECTING: "connecting",
+            Phase.HANDSHAKING: "in the TLS handshake",
+        }[phase]
+        transport._fail(
+            TimeoutError(
+                f"connecting to {transport.host}:{transport.port} took longer than "
+                f"{transport._timeout:g} s (gave up while {step})"
+            )
+        )
+    elif phase is Phase.FLUSHING:
+        log.debug("%r: parked writes not sent in time; closing", transport)
+        transport._finish(None)
