@@ -10,12 +10,12 @@ import re
 from typing import Final
 
 from gluegun_actors._connection.handle import Connection
+from gluegun_actors._protocol.http1_request import TOKEN_TEXT
 from gluegun_actors._types import Headers, StreamRef
 from gluegun_actors.errors import InvalidArgument, LocalProtocolError
 
 __all__ = ["check_connection", "check_headers", "check_stream"]
 
-_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FORBIDDEN_IN_VALUE: Final = re.compile(r"[\r\n\x00]")
 
 
@@ -57,7 +57,7 @@ def check_headers(headers: object, what: str = "headers") -> Headers:
             value = value.decode("latin-1")
         if not isinstance(name, str) or not isinstance(value, str):
             raise InvalidArgument(f"header names and values must be str or bytes, got {item!r}")
-        if not _TOKEN.fullmatch(name):
+        if not TOKEN_TEXT.fullmatch(name):
             raise LocalProtocolError(f"invalid header name {name!r}: it must be a non-empty token")
         if _FORBIDDEN_IN_VALUE.search(value):
             raise LocalProtocolError(

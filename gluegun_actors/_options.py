@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gluegun_actors._checks import check_headers
 from gluegun_actors._protocol.http1 import DEFAULT_MAX_HEADER_BLOCK_SIZE
+from gluegun_actors._protocol.http1_request import TOKEN_TEXT
 from gluegun_actors._protocol.ws import DEFAULT_MAX_MESSAGE_SIZE
-from gluegun_actors._protocol.ws_handshake import TOKEN, check_extra_headers
+from gluegun_actors._protocol.ws_handshake import check_extra_headers
 from gluegun_actors._timeouts import Infinity, Milliseconds, timeout_ms
 from gluegun_actors._types import Headers, Protocol
 from gluegun_actors.errors import GluegunError, InvalidOptions, InvalidTimeout
@@ -280,7 +281,7 @@ def _subprotocols(value: object) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, list | tuple):
         raise InvalidOptions(f"subprotocols must be a list of str, got {value!r}")
     for protocol in value:
-        if not isinstance(protocol, str) or not TOKEN.fullmatch(protocol):
+        if not isinstance(protocol, str) or not TOKEN_TEXT.fullmatch(protocol):
             raise InvalidOptions(f"subprotocol {protocol!r} is not an HTTP token")
     if len(set(value)) != len(value):
         raise InvalidOptions(f"subprotocols are offered more than once: {tuple(value)!r}")

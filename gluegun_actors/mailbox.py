@@ -131,6 +131,7 @@ class Mailbox:
 
     def __init__(self, name: str | None = None) -> None:
         self._name = name
+        # Every field below is guarded by `_lock` (any thread puts, receives, flushes):
         self._lock = threading.Lock()
         self._queue: deque[Entry] = deque()
         self._waits: dict[Wait, None] = {}  # an ordered set, in registration order

@@ -107,6 +107,7 @@ class _ActorWatcher:
     """
 
     def __init__(self) -> None:
+        # Guarded by `_lock` (actors' turns watch and unwatch; the reactor thread checks):
         self._lock = threading.Lock()
         self._watches: dict[int, tuple[pykka.ActorRef[Any], Callable[[], None], float]] = {}
         self._ids = itertools.count()

@@ -17,13 +17,22 @@ from gluegun_actors._protocol.http1_exchange import Exchange, Framing, SendState
 from gluegun_actors._types import Headers, StreamRef
 from gluegun_actors.errors import LocalProtocolError
 
-__all__ = ["FIELD_VALUE", "HOST_FORBIDDEN", "TOKEN", "host_header_value", "prepare_request"]
+__all__ = [
+    "FIELD_VALUE",
+    "HOST_FORBIDDEN",
+    "TOKEN",
+    "TOKEN_TEXT",
+    "host_header_value",
+    "prepare_request",
+]
 
 HOST_FORBIDDEN = re.compile(r"[\x00-\x20\x7f/?#@]")
 """Characters that cannot be in a Host header made from a host name."""
 
 # RFC 9110 5.1/5.5 and RFC 9112 3.2: the grammar a request line and its fields must follow.
 TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+TOKEN_TEXT = re.compile(TOKEN.pattern.decode("ascii"))
+"""`TOKEN` for text: header names from callers, subprotocols, extension parameters."""
 _TARGET = re.compile(rb"[\x21-\x7e]+")
 FIELD_VALUE = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")
 _DIGITS = re.compile(rb"[0-9]{1,20}")

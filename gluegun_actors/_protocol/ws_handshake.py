@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from gluegun_actors._protocol import ws_deflate
+from gluegun_actors._protocol.http1_request import TOKEN_TEXT
 from gluegun_actors._protocol.ws_deflate import DeflateParams
 from gluegun_actors._protocol.ws_send import random_word
 from gluegun_actors._types import Headers
@@ -31,8 +31,6 @@ __all__ = [
     "validate_handshake",
 ]
 
-TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-"""An HTTP token (RFC 9110 5.6.2): subprotocol names and extension parameters are tokens."""
 
 HANDSHAKE_HEADERS: Final = frozenset(
     {
@@ -196,14 +194,14 @@ def _chosen_deflate(values: list[str] | None, offered: bool) -> DeflateParams | 
 def _parse_extension(item: str) -> tuple[str, list[tuple[str, str | None]]]:
     """`name; a; b=1; c="2"` -> (`name`, [(a, None), (b, "1"), (c, "2")])."""
     name, *raw_params = (part.strip() for part in item.split(";"))
-    if not TOKEN.fullmatch(name):
+    if not TOKEN_TEXT.fullmatch(name):
         raise RemoteProtocolError(f"malformed Sec-WebSocket-Extensions entry {item.strip()!r}")
     params: list[tuple[str, str | None]] = []
     for raw in raw_params:
         key, sep, value = (part.strip() for part in raw.partition("="))
         if sep and len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
-        if not TOKEN.fullmatch(key) or (sep and not TOKEN.fullmatch(value)):
+        if not TOKEN_TEXT.fullmatch(key) or (sep and not TOKEN_TEXT.fullmatch(value)):
             raise RemoteProtocolError(f"malformed parameter {raw!r} of extension {name!r}")
         params.append((key.lower(), value if sep else None))
     return name.lower(), params

@@ -11,7 +11,8 @@ on its own thread, are context managers, and leave no thread or socket behind af
 They log through `logging.getLogger("gluegun_actors.testing")`.
 """
 
-from gluegun_actors.testing._embedded import EmbeddedServer, pattern_bytes
+from gluegun_actors.testing._embedded import EmbeddedServer
+from gluegun_actors.testing._payloads import pattern_bytes
 from gluegun_actors.testing._scripted import (
     Close,
     Expect,

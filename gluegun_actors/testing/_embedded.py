@@ -9,7 +9,7 @@ h11 leaves the body out.
 
 A request that asks for a WebSocket upgrade is handed to wsproto's own server
 handshake (`H11Handshake`), which checks it and writes the 101; the session then
-continues as a `_WebSocketSession` over a wsproto `Connection`, fed first with the
+continues as a `WebSocketSession` over a wsproto `Connection`, fed first with the
 bytes h11 had read past the request. Messages are echoed fragment by fragment, so
 nothing is reassembled and memory stays bounded whatever the message size.
 
@@ -19,41 +19,40 @@ milliseconds; durations given to Python calls are seconds.
 
 from __future__ import annotations
 
-import enum
 import http
 import json
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
-from wsproto.connection import Connection as WsConnection
-from wsproto.connection import ConnectionState, ConnectionType
+from wsproto.connection import ConnectionType
 from wsproto.events import (
     AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Event,
-    Ping,
     RejectConnection,
-    TextMessage,
 )
 from wsproto.events import Request as WsRequest
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
+from gluegun_actors.testing._payloads import (
+    MAX_CHUNKS,
+    MAX_DELAY_MS,
+    PIECE,
+    BadRequest,
+    int_param,
+    pattern_bytes,
+)
 from gluegun_actors.testing._server import (
     DEFAULT_MAX_CONNECTIONS,
-    Ending,
     ThreadedTcpServer,
     _Channel,
-    _Stop,
     logger,
 )
+from gluegun_actors.testing._ws_echo import WebSocketSession, WsKind, WsPlan
 
 DEFAULT_SUBPROTOCOLS: Final = ("chat", "superchat")
 DEFAULT_IDLE_TIMEOUT: Final = 60.0
@@ -69,10 +68,6 @@ DEFAULT_CLOSING_TIMEOUT: Final = 5.0
 DEFAULT_LINGER: Final = 1.0
 """Seconds to read after our FIN before closing, so the close stays a FIN."""
 
-MAX_DELAY_MS: Final = 60_000
-MAX_CHUNKS: Final = 100_000
-_PIECE: Final = 65520  # a multiple of the pattern length, so pieces join seamlessly
-_PATTERN: Final = b"abcdefghijklmnopqrstuvwxyz0123456789"
 
 HELLO: Final = b"hello from gluegun_actors"
 EARLY_HINTS_LINK: Final = "</style.css>; rel=preload; as=style"
@@ -80,23 +75,6 @@ EARLY_HINTS_LINK: Final = "</style.css>; rel=preload; as=style"
 _READ_METHODS: Final = frozenset({"GET", "HEAD"})
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
-
-
-def pattern_bytes(size: int) -> bytes:
-    """The bytes of `/big`, of each `/stream` chunk and `/ws/push` message.
-
-    A repeating `abc...xyz0123456789` pattern: recognisable in a dump, and the same
-    for every call, so a test can compare what it received.
-    """
-    return (_PATTERN * (size // len(_PATTERN) + 1))[:size]
-
-
-class _BadRequest(Exception):
-    """A request the server answers with an error status and then closes."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class _PeerGone(Exception):
@@ -121,20 +99,7 @@ class _Request:
         return ", ".join(values) if values else None
 
     def int_param(self, name: str, default: int, maximum: int) -> int:
-        return _int_param(self.query, name, default, maximum)
-
-
-def _int_param(query: dict[str, str], name: str, default: int, maximum: int) -> int:
-    raw = query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _BadRequest(400, f"{name} must be an integer, got {raw!r}") from None
-    if not 0 <= value <= maximum:
-        raise _BadRequest(400, f"{name} must be between 0 and {maximum}, got {value}")
-    return value
+        return int_param(self.query, name, default, maximum)
 
 
 def _has_token(value: str | None, token: str) -> bool:
@@ -281,7 +246,7 @@ class _HttpSession:
             except h11.RemoteProtocolError as exc:
                 self._fail(exc.error_status_hint, f"bad request: {exc}")
                 return
-            except _BadRequest as exc:
+            except BadRequest as exc:
                 self._fail(exc.status, str(exc))
                 return
             except _PeerGone:
@@ -333,7 +298,7 @@ class _HttpSession:
             if isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > self._server.max_body_size:
-                    raise _BadRequest(413, "request body too large")
+                    raise BadRequest(413, "request body too large")
                 parts.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 return b"".join(parts)
@@ -424,7 +389,7 @@ class _HttpSession:
         size = req.int_param("size", 16, self._server.max_generated_size)
         delay_ms = req.int_param("delay_ms", 0, MAX_DELAY_MS)
         if chunks * size > self._server.max_generated_size:
-            raise _BadRequest(400, "chunks * size is over the server's max_generated_size")
+            raise BadRequest(400, "chunks * size is over the server's max_generated_size")
         piece = pattern_bytes(size)
         self._send_response(
             req,
@@ -437,7 +402,7 @@ class _HttpSession:
     def status(self, req: _Request) -> None:
         raw = req.path.removeprefix("/status/")
         if not raw.isdigit() or not 200 <= int(raw) <= 599:
-            raise _BadRequest(400, f"/status/ takes a final status 200-599, got {raw!r}")
+            raise BadRequest(400, f"/status/ takes a final status 200-599, got {raw!r}")
         status = int(raw)
         self._respond(req, status, [("content-type", "text/plain")], _phrase(status))
 
@@ -466,8 +431,8 @@ class _HttpSession:
 
     def big(self, req: _Request) -> None:
         size = req.int_param("size", 1024 * 1024, self._server.max_generated_size)
-        piece = pattern_bytes(_PIECE)
-        pieces = (piece[: min(_PIECE, size - start)] for start in range(0, size, _PIECE))
+        piece = pattern_bytes(PIECE)
+        pieces = (piece[: min(PIECE, size - start)] for start in range(0, size, PIECE))
         headers = [("content-type", "application/octet-stream"), ("content-length", str(size))]
         self._send_response(req, 200, headers, pieces)
 
@@ -491,7 +456,7 @@ class _HttpSession:
                 )
             )
         except h11.LocalProtocolError as exc:
-            raise _BadRequest(400, f"bad websocket upgrade: {exc}") from None
+            raise BadRequest(400, f"bad websocket upgrade: {exc}") from None
         handshake = H11Handshake(ConnectionType.SERVER)
         try:
             handshake.receive_data(raw)
@@ -504,8 +469,8 @@ class _HttpSession:
             else:  # pragma: no cover - wsproto always hints a rejection
                 self._fail(400, f"websocket handshake failed: {exc}")
             return
-        plan = _WsPlan.from_target(ws_request.target, self._server.max_generated_size)
-        if plan.kind is _WsKind.REJECT:
+        plan = WsPlan.from_target(ws_request.target, self._server.max_generated_size)
+        if plan.kind is WsKind.REJECT:
             self._fail(plan.status, "websocket upgrade rejected")
             return
         offered = ws_request.subprotocols
@@ -515,7 +480,7 @@ class _HttpSession:
         connection = handshake.connection
         assert connection is not None  # set by AcceptConnection
         self._channel.send(accept, self._server.idle_timeout)
-        _WebSocketSession(self._server, self._channel, connection, plan).run(trailing)
+        WebSocketSession(self._server, self._channel, connection, plan).run(trailing)
 
 
 def _find_route(path: str) -> tuple[frozenset[str], _Handler] | None:
@@ -536,134 +501,3 @@ _ROUTES: Final[dict[str, tuple[frozenset[str], _Handler]]] = {
     "/inform": (_READ_METHODS, _HttpSession.inform),
     "/big": (_READ_METHODS, _HttpSession.big),
 }
-
-
-class _WsKind(enum.Enum):
-    """What the server does on a WebSocket path."""
-
-    ECHO = "echo"
-    CLOSE = "close"
-    PUSH = "push"
-    REJECT = "reject"
-
-
-@dataclass(frozen=True, slots=True)
-class _WsPlan:
-    kind: _WsKind
-    status: int = 0
-    close_code: int = 1000
-    close_reason: str = ""
-    count: int = 0
-    size: int = 0
-
-    @classmethod
-    def from_target(cls, target: str, max_generated_size: int) -> _WsPlan:
-        parts = urlsplit(target)
-        query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        match parts.path:
-            case "/ws/close":
-                code = _int_param(query, "code", 1000, 4999)
-                return cls(_WsKind.CLOSE, close_code=code, close_reason=query.get("reason", ""))
-            case "/ws/push":
-                count = _int_param(query, "n", 1, MAX_CHUNKS)
-                size = _int_param(query, "size", 16, max_generated_size)
-                if count * size > max_generated_size:
-                    raise _BadRequest(400, "n * size is over the server's max_generated_size")
-                return cls(_WsKind.PUSH, count=count, size=size)
-            case "/ws/reject":
-                status = _int_param(query, "status", 403, 599)
-                if status < 200:
-                    raise _BadRequest(400, "status must be a final status")
-                return cls(_WsKind.REJECT, status=status)
-            case _:
-                return cls(_WsKind.ECHO)
-
-
-class _WebSocketSession:
-    """One client connection after the 101: echo, push or close, as the plan says."""
-
-    def __init__(
-        self,
-        server: EmbeddedServer,
-        channel: _Channel,
-        connection: WsConnection,
-        plan: _WsPlan,
-    ) -> None:
-        self._server = server
-        self._channel = channel
-        self._ws = connection
-        self._plan = plan
-        self._closing_deadline: float | None = None
-        self._done = False
-
-    def _send(self, event: Event) -> None:
-        self._channel.send(self._ws.send(event), self._server.idle_timeout)
-        if self._ws.state is ConnectionState.LOCAL_CLOSING and self._closing_deadline is None:
-            self._closing_deadline = time.monotonic() + self._server.closing_timeout
-
-    def run(self, trailing: bytes) -> None:
-        try:
-            self._start()
-            if trailing:
-                self._ws.receive_data(trailing)
-            self._loop()
-        except _Stop:
-            if self._channel.ending is Ending.GRACEFUL and self._ws.state is ConnectionState.OPEN:
-                going_away = CloseConnection(code=1001, reason="server stopping")
-                self._channel.try_send(self._ws.send(going_away))
-            raise
-        except TimeoutError:
-            logger.debug("websocket closed after a timeout (state %s)", self._ws.state.name)
-        self._channel.close_gracefully(self._server.linger)
-
-    def _start(self) -> None:
-        match self._plan.kind:
-            case _WsKind.CLOSE:
-                reason = self._plan.close_reason or None
-                self._send(CloseConnection(code=self._plan.close_code, reason=reason))
-            case _WsKind.PUSH:
-                text = pattern_bytes(self._plan.size).decode("ascii")
-                for _ in range(self._plan.count):
-                    self._send(TextMessage(data=text))
-            case _:
-                pass
-
-    def _loop(self) -> None:
-        while True:
-            for event in self._ws.events():
-                self._handle(event)
-            if self._done or self._ws.state is ConnectionState.CLOSED:
-                return
-            if self._closing_deadline is None:
-                timeout = self._server.idle_timeout
-            else:
-                timeout = max(0.0, self._closing_deadline - time.monotonic())
-            data = self._channel.recv(timeout)
-            if not data:
-                return  # the peer closed TCP without a close handshake
-            self._ws.receive_data(data)
-
-    def _echoing(self, state: ConnectionState) -> bool:
-        return self._plan.kind is _WsKind.ECHO and state is ConnectionState.OPEN
-
-    def _handle(self, event: Event) -> None:
-        state = self._ws.state
-        match event:
-            case TextMessage(data=text, message_finished=finished):
-                if self._echoing(state):
-                    self._send(TextMessage(data=text, message_finished=finished))
-            case BytesMessage(data=data, message_finished=finished):
-                if self._echoing(state):
-                    self._send(BytesMessage(data=data, message_finished=finished))
-            case Ping():
-                if state is ConnectionState.OPEN:
-                    self._send(event.response())
-            case CloseConnection():
-                if state is ConnectionState.REMOTE_CLOSING:
-                    self._send(event.response())
-                elif state is ConnectionState.OPEN:  # wsproto could not parse the traffic
-                    logger.debug("invalid websocket traffic: %s %s", event.code, event.reason)
-                    self._send(CloseConnection(code=event.code, reason=event.reason))
-                self._done = True
-            case _:
-                pass
