@@ -520,3 +520,76 @@ def test_without_handoff_every_turn_runs_on_a_worker() -> None:
     assert ref.ask("check", timeout=WAIT)["check"] == "test-nohandoff-0"
     ref.stop()
     assert scheduler.join(timeout=WAIT)
+
+
+# -- found by Pykka's own tests (tests/pykka_contract/) -------------------------------------
+
+
+def test_an_ask_to_an_idle_actor_is_queued_for_a_worker_so_its_timeout_holds(
+    pool: Scheduler,
+) -> None:
+    # Pykka's test_ask_can_timeout_if_blocked_too_long: a handed-off ask ran the handler in
+    # the asking thread, so the asker waited for the handler whatever its timeout.
+    release = threading.Event()
+
+    class Slow(Threads):
+        def on_receive(self, message: Any) -> Any:
+            if message == "slow":
+                assert release.wait(WAIT)
+            return super().on_receive(message)
+
+    ref = on(pool, Slow).start()
+    ref.ask("warm up", timeout=WAIT)
+    assert _idle(ref)
+    started = time.monotonic()
+    with pytest.raises(pykka.Timeout):
+        ref.ask("slow", timeout=0.05)
+    future = ref.ask("after", block=False)
+    assert time.monotonic() - started < WAIT / 2
+    release.set()
+    threads = future.get(timeout=WAIT)
+    assert threads["slow"].startswith("test-pool-")
+    assert threads["after"].startswith("test-pool-")
+
+
+def test_an_actors_exceptions_are_logged_in_pykkas_words_on_its_logger(
+    pool: Scheduler, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Pykka's test_exception_is_logged_when_returned_to_caller and
+    # test_base_exception_is_logged: same records as Pykka's own actor loop writes.
+    class Fatal(BaseException):
+        pass
+
+    class Raises(PooledActor):
+        def on_receive(self, message: Any) -> Any:
+            raise message
+
+    caplog.set_level("DEBUG", logger="pykka")
+    ref = on(pool, Raises).start()
+    with pytest.raises(ValueError, match="to the asker"):
+        ref.ask(ValueError("to the asker"), timeout=WAIT)
+    [returned] = [r for r in caplog.records if r.levelname == "INFO"]
+    assert returned.name == "pykka"
+    assert returned.getMessage() == f"Exception returned from {ref} to caller:"
+    assert returned.exc_info is not None and isinstance(returned.exc_info[1], ValueError)
+    ref.tell(Fatal())
+    assert ref.actor_stopped.wait(WAIT)
+    assert ("pykka", "DEBUG", f"Fatal() in {ref}. Stopping all actors.") in [
+        (r.name, r.levelname, r.getMessage()) for r in caplog.records
+    ]
+
+
+def test_ctrl_c_in_a_handed_off_turn_reaches_the_caller(pool: Scheduler) -> None:
+    class Interrupted(PooledActor):
+        def on_receive(self, message: Any) -> Any:
+            if message == "interrupt":
+                raise KeyboardInterrupt
+            return threading.current_thread().name
+
+    ref = on(pool, Interrupted).start()
+    ref.ask("warm up", timeout=WAIT)
+    assert _idle(ref)
+    with pytest.raises(KeyboardInterrupt):
+        ref.tell("interrupt")  # runs here, by handoff: the interrupt is this thread's
+    assert ref.actor_stopped.wait(WAIT)  # and the actor stops, as Pykka stops on it
+    assert not ref.is_alive()

@@ -27,7 +27,10 @@ live state just appends::
 The life cycle is Pykka's: `on_start` runs on a worker before any message; an exception
 in a told message's handler calls `on_failure` and stops the actor (`on_stop` is not
 called); an exception in an asked message's handler goes to the caller's future;
-`stop()` handles what was told before it, runs `on_stop` and unregisters. Messages left
+`stop()` handles what was told before it, runs `on_stop` and unregisters. The log records
+of that life cycle are Pykka's, in its words and on its ``pykka`` logger (an exception
+returned to an asker at INFO, a `BaseException` stopping all actors at DEBUG); the pool's
+own records go to ``gluegun_actors.pool``. Messages left
 in the inbox of a stopped actor are answered with `ActorDeadError`. Once the inbox is
 DEAD, `tell` raises `ActorDeadError` and `ask` returns a future holding it, even when the
 sender passed Pykka's liveness check just before the actor died: no ask waits forever.
@@ -45,14 +48,19 @@ a request from a caller is written to the socket without a thread switch, and th
 reactor thread parses what it read without one either. It is still the actor's turn:
 the inbox is marked scheduled first, so no other thread runs the actor meanwhile, and
 anything left after one batch goes to the workers. A thread already inside an actor's
-turn (a worker, or a handoff in progress) only queues, so turns never nest. Two explicit
-variants of `tell` choose for the caller: `tell_queued` always leaves the turn to the
+turn (a worker, or a handoff in progress) only queues, so turns never nest. Only tells
+hand off: an ask (a message with a reply future, `stop()` included) is always queued for a
+worker, so the asker waits no longer than its timeout and `ask(block=False)` returns at
+once however long the handler takes, as Pykka promises. A `KeyboardInterrupt` that lands
+in a handed-off turn stops the actors as any `BaseException` from a handler does, then
+goes on up to the caller whose thread it interrupted. Two explicit variants of `tell`
+choose for the caller: `tell_queued` always leaves the turn to the
 workers (for code that must not run a turn where it stands, such as a callback from a
 thread that is being torn down), and `tell_holding` hands the turn the thread's
 `HeldWakeups` (the reactor's), which the actor passes on to the mailboxes it delivers to.
 
 Workers start with the first live actor of a scheduler and are told to exit when its
-last actor has stopped (a reference count, like `_reactor.acquire_reactor`), so nothing
+last actor has stopped (a reference count, like `_io.acquire_reactor`), so nothing
 lingers; `Scheduler.join` waits for them. Workers are daemon threads named
 ``gluegun-worker-N``; like a daemon `ThreadingActor`, an actor alive at interpreter exit
 gets no `on_stop`.
@@ -81,6 +89,8 @@ if TYPE_CHECKING:
     from pykka._actor import ActorInbox
 
 log = logging.getLogger("gluegun_actors.pool")
+pykka_log = logging.getLogger("pykka")
+"""Pykka's logger, for the records Pykka's own actor loop would write."""
 
 DEFAULT_WORKERS: Final = min(4, os.cpu_count() or 1)
 """Worker threads of a scheduler: enough to overlap a few blocking handlers, no more."""
@@ -116,8 +126,9 @@ class Scheduler:
         self.batch: Final = batch
         self.name: Final = name
         self.handoff: Final = handoff
+        # Guarded by `_changed` (actors start and stop on any thread):
         self._changed = threading.Condition(threading.Lock())
-        self._actors = 0  # live actors; guarded by _changed
+        self._actors = 0  # live actors
         self._crew: _Crew | None = None  # the running threads while _actors > 0
         self._retired: list[threading.Thread] = []  # told to exit, maybe not gone yet
 
@@ -186,6 +197,9 @@ class Scheduler:
             _turn.active = True
             try:
                 inbox.run(batch, held)
+            except KeyboardInterrupt:  # the caller's, not the actor's: it goes on up
+                inbox.abort()
+                raise
             except BaseException:
                 log.exception("a handed-off turn of %s failed; stopping that actor", inbox)
                 inbox.abort()
@@ -328,9 +342,12 @@ class _Inbox:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Appended by any thread; popped by the thread running the turn (atomic deque ops):
         self._messages: deque[Envelope[Any]] = deque()
+        # Guarded by `_lock` (read unlocked only by the running turn, which owns SCHEDULED):
         self._state = _NEW
-        self._actor: PooledActor | None = None  # set from start until dead
+        # Set by `start` under `_lock`, before any turn; cleared by the turn that finishes:
+        self._actor: PooledActor | None = None
         self._enqueue: Callable[[_Inbox], None] | None = None
         self._wake: _Wake | None = None
         self._release: Callable[[], None] | None = None
@@ -351,7 +368,8 @@ class _Inbox:
     ) -> None:
         """Append; schedule the actor if it was idle. Refused once the actor is dead.
 
-        `queued` leaves the turn to the workers; `held` is handed to a turn run here.
+        `queued` leaves the turn to the workers, as does an ask (`envelope.reply_to`): the
+        asker's timeout must hold. `held` is handed to a turn run here.
         """
         with self._lock:
             state = self._state
@@ -363,7 +381,7 @@ class _Inbox:
         if state is _DEAD:
             self._refuse(envelope)
             return
-        if queued:
+        if queued or envelope.reply_to is not None:
             enqueue = self._enqueue
             assert enqueue is not None
             enqueue(self)
@@ -546,7 +564,7 @@ class PooledActor(pykka.Actor):
                 reply_to.set(response)
         except Exception:
             if reply_to is not None:
-                log.info("exception returned from %s to its caller", self, exc_info=True)
+                pykka_log.info("Exception returned from %s to caller:", self, exc_info=True)
                 reply_to.set_exception()
             else:
                 self._handle_failure(*sys.exc_info())
@@ -555,9 +573,13 @@ class PooledActor(pykka.Actor):
                 except Exception:  # Pykka's contract: log and stop
                     self._handle_failure(*sys.exc_info())
         except BaseException as error:  # Pykka stops everything on these
-            log.debug("%r in %s: stopping all actors", error, self)
+            pykka_log.debug("%r in %s. Stopping all actors.", error, self)
             self._stop()
             ActorRegistry.stop_all(block=False)  # blocking here could wait on this worker
+            if isinstance(error, KeyboardInterrupt):
+                # Only a turn run by handoff in the main thread can see one: Ctrl-C belongs
+                # to that thread's caller, which a ThreadingActor would never have hidden.
+                raise
 
 
 __all__ = [
