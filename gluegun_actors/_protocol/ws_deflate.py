@@ -129,7 +129,10 @@ class Inflater:
     def finish(self, room: int) -> bytes:
         """The end of the message: what its sync-flush tail still yields, bounded as `feed`."""
         out = self.feed(_TAIL, room)
-        if self._reset:
+        decompressor = self._zlib
+        if self._reset or (decompressor is not None and decompressor.eof):
+            # A server may end its deflate stream with a final block (RFC 7692 7.2.3.4):
+            # the next message then starts afresh; an ended zlib object would swallow it.
             self._zlib = None
         return out
 
