@@ -46,7 +46,7 @@ T = TypeVar("T")
 
 
 def owner_mailbox(conn: Connection) -> Mailbox:
-    """The mailbox the await helpers read: the connection owner's."""
+    """The mailbox where the connection's own messages go: its owner's."""
     mailbox = conn.owner.mailbox
     if mailbox is None:
         raise BadStateError(
@@ -54,6 +54,19 @@ def owner_mailbox(conn: Connection) -> Mailbox:
             "so await helpers cannot read them; receive them there, or set_owner to a Mailbox"
         )
     return mailbox
+
+
+def stream_mailbox(conn: Connection, stream: StreamRef) -> Mailbox:
+    """The mailbox where `stream`'s messages go: its `reply_to`, else the owner's."""
+    target = stream.reply_to
+    if target is None:
+        return owner_mailbox(conn)
+    if not isinstance(target, Mailbox):
+        raise BadStateError(
+            f"the messages of {stream!r} go to the Pykka actor {target!r} (its reply_to): "
+            "they arrive in its on_receive, so await helpers cannot read them"
+        )
+    return target
 
 
 def failure(conn: Connection, message: object) -> GluegunError:
@@ -91,6 +104,12 @@ class Wait(Generic[T]):
         self.stream = stream
         self.error: GluegunError | None = None
         self.finished = False
+
+    def mailbox(self) -> Mailbox:
+        """Where the messages it waits for go."""
+        if self.stream is None:
+            return owner_mailbox(self.conn)
+        return stream_mailbox(self.conn, self.stream)
 
     def offer(self, message: object) -> bool | Keep:
         if getattr(message, "conn", None) is not self.conn:
@@ -160,7 +179,7 @@ class MessageFuture(pykka.Future[T], Generic[T]):
 
 def future(collector: Wait[T]) -> MessageFuture[T]:
     """Start `collector` as a future on the owner's mailbox."""
-    mailbox = owner_mailbox(collector.conn)
+    mailbox = collector.mailbox()
     return MessageFuture(mailbox, mailbox.collect_future(collector))
 
 
@@ -171,7 +190,7 @@ def wait(collector: Wait[T], timeout: Timeout, what: str) -> T:
     """
     conn = collector.conn
     seconds = timeout_seconds(timeout)
-    mailbox = owner_mailbox(conn)
+    mailbox = collector.mailbox()
     alive = conn.alive
     try:
         return mailbox.collect(collector, timeout if alive else 0)

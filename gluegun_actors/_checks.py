@@ -7,14 +7,18 @@ Each raises `InvalidArgument` (a `TypeError`) for a value of the wrong type, or
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 
+import pykka
+
+from gluegun_actors._connection.destination import caller
 from gluegun_actors._connection.handle import Connection
 from gluegun_actors._protocol.http1_request import TOKEN_TEXT
 from gluegun_actors._types import Headers, StreamRef
 from gluegun_actors.errors import InvalidArgument, LocalProtocolError
+from gluegun_actors.mailbox import Mailbox
 
-__all__ = ["check_connection", "check_headers", "check_stream"]
+__all__ = ["check_connection", "check_headers", "check_reply_to", "check_stream"]
 
 _FORBIDDEN_IN_VALUE: Final = re.compile(r"[\r\n\x00]")
 
@@ -31,6 +35,18 @@ def check_stream(stream: object) -> StreamRef:
             f"expected a StreamRef (returned when the stream started), got {stream!r}"
         )
     return stream
+
+
+def check_reply_to(reply_to: object) -> Mailbox | pykka.ActorRef[Any]:
+    """A `reply_to` (None: the caller, see `destination.caller`), checked."""
+    if reply_to is None:
+        return caller()
+    if not isinstance(reply_to, Mailbox | pykka.ActorRef):
+        raise InvalidArgument(
+            f"reply_to must be a gluegun_actors.mailbox.Mailbox or a pykka.ActorRef, "
+            f"got {reply_to!r}"
+        )
+    return reply_to
 
 
 def check_headers(headers: object, what: str = "headers") -> Headers:

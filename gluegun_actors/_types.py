@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import itertools
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 __all__ = ["Headers", "Protocol", "StreamRef"]
 
@@ -33,9 +33,13 @@ class StreamRef:
     """Names one request or WebSocket stream, unique in the process (Gun's StreamRef).
 
     Made by the caller when it starts a stream, so starting one needs no round trip.
+    Equal and hashed by `id` alone.
     """
 
     id: int = field(default_factory=lambda: next(_stream_ids))
+    reply_to: Any = field(default=None, compare=False, repr=False)
+    """Where the stream's messages go (a `Mailbox` or a Pykka `ActorRef`): what the call
+    that started it was given as `reply_to`, else its caller. The await helpers wait there."""
 
     def __repr__(self) -> str:
         return f"StreamRef({self.id})"

@@ -15,13 +15,20 @@ from typing import Any, cast
 
 import pykka
 
-from gluegun_actors._await import MessageFuture, Wait, future, owner_mailbox, wait
+from gluegun_actors._await import (
+    MessageFuture,
+    Wait,
+    future,
+    owner_mailbox,
+    stream_mailbox,
+    wait,
+)
 from gluegun_actors._checks import check_connection, check_stream
 from gluegun_actors._connection import commands
 from gluegun_actors._connection.actor import ConnectionActor
+from gluegun_actors._connection.destination import caller, destination
 from gluegun_actors._connection.handle import Connection
 from gluegun_actors._connection.info import ConnectionInfo
-from gluegun_actors._connection.owner import as_owner
 from gluegun_actors._io import acquire_reactor, release_reactor
 from gluegun_actors._options import Options, make_options
 from gluegun_actors._timeouts import Infinity, Milliseconds, Timeout
@@ -74,11 +81,7 @@ def open(host: str, port: int, options: Options | None = None) -> Connection:
         raise InvalidOptions(f"options must come from connection.options(), got {options!r}")
     reactor = acquire_reactor()
     try:
-        owner = as_owner(
-            options.owner if options.owner is not None else current(),
-            reactor,
-            options.owner_check_interval,
-        )
+        owner = destination(options.owner if options.owner is not None else caller())
         conn = Connection(host.strip("[]"), port, owner)
         conn.actor_ref = ConnectionActor.start(conn, options, reactor)
     except BaseException:
@@ -133,7 +136,8 @@ def shutdown(conn: Connection) -> None:
 
 
 def flush(conn_or_stream: Connection | StreamRef, conn: Connection | None = None) -> int:
-    """Remove the messages of a connection, or of one stream, from the owner's mailbox.
+    """Remove the messages of a connection from its owner's mailbox, or of one stream
+    from the mailbox its messages go to (its `reply_to`).
 
     Race-free where Gun's is not: `flush(conn)` and `flush(stream, conn)` first pass a
     barrier through the actor, so every message it produced before the call is in the
@@ -149,7 +153,7 @@ def flush(conn_or_stream: Connection | StreamRef, conn: Connection | None = None
         target = None if conn is None else check_connection(conn)
     if target is None:
         return current().flush(lambda message: getattr(message, "stream", None) == stream)
-    mailbox = owner_mailbox(target)
+    mailbox = owner_mailbox(target) if stream is None else stream_mailbox(target, stream)
     _barrier(target, stream)
 
     def match(message: object) -> bool:

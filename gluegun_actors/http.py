@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pykka
+
 from gluegun_actors._await import MessageFuture, Wait, future, wait
-from gluegun_actors._checks import check_connection, check_headers, check_stream
+from gluegun_actors._checks import check_connection, check_headers, check_reply_to, check_stream
 from gluegun_actors._connection import commands
 from gluegun_actors._connection.handle import Connection
 from gluegun_actors._timeouts import Timeout
 from gluegun_actors._types import Headers, Protocol, StreamRef
 from gluegun_actors.errors import BadStateError, InvalidArgument, LocalProtocolError
 from gluegun_actors.events import GunData, GunInform, GunResponse, GunTrailers, GunUpgrade
-from gluegun_actors.mailbox import Keep
+from gluegun_actors.mailbox import Keep, Mailbox
 
 __all__ = [
     "await_body",
@@ -45,44 +47,84 @@ HeadersIn = Headers | list[tuple[str | bytes, str | bytes]] | tuple[Any, ...] | 
 Body = bytes | bytearray | memoryview | str
 
 
-def get(conn: Connection, path: str, headers: HeadersIn = ()) -> StreamRef:
-    return request(conn, "GET", path, headers)
+ReplyTo = Mailbox | pykka.ActorRef[Any] | None
+"""Where a stream's messages go: a `Mailbox`, a Pykka `ActorRef`, or None for the caller
+(the calling Pykka actor, else the calling thread's `mailbox.current()`), as in Gun."""
 
 
-def head(conn: Connection, path: str, headers: HeadersIn = ()) -> StreamRef:
-    return request(conn, "HEAD", path, headers)
+def get(
+    conn: Connection, path: str, headers: HeadersIn = (), *, reply_to: ReplyTo = None
+) -> StreamRef:
+    """GET `path`; returns the stream at once (Gun's `gun:get`)."""
+    return request(conn, "GET", path, headers, reply_to=reply_to)
 
 
-def delete(conn: Connection, path: str, headers: HeadersIn = ()) -> StreamRef:
-    return request(conn, "DELETE", path, headers)
+def head(
+    conn: Connection, path: str, headers: HeadersIn = (), *, reply_to: ReplyTo = None
+) -> StreamRef:
+    """HEAD `path`: the response has no body (`GunResponse.is_fin` is True)."""
+    return request(conn, "HEAD", path, headers, reply_to=reply_to)
 
 
-def options(conn: Connection, path: str, headers: HeadersIn = ()) -> StreamRef:
-    return request(conn, "OPTIONS", path, headers)
+def delete(
+    conn: Connection, path: str, headers: HeadersIn = (), *, reply_to: ReplyTo = None
+) -> StreamRef:
+    """DELETE `path`."""
+    return request(conn, "DELETE", path, headers, reply_to=reply_to)
 
 
-def post(conn: Connection, path: str, headers: HeadersIn, body: Body) -> StreamRef:
-    return request(conn, "POST", path, headers, body)
+def options(
+    conn: Connection, path: str, headers: HeadersIn = (), *, reply_to: ReplyTo = None
+) -> StreamRef:
+    """OPTIONS `path` (`"*"` asks about the server as a whole)."""
+    return request(conn, "OPTIONS", path, headers, reply_to=reply_to)
 
 
-def put(conn: Connection, path: str, headers: HeadersIn, body: Body) -> StreamRef:
-    return request(conn, "PUT", path, headers, body)
+def post(
+    conn: Connection, path: str, headers: HeadersIn, body: Body, *, reply_to: ReplyTo = None
+) -> StreamRef:
+    """POST `body` (bytes, or str sent as UTF-8) to `path`, with its content-length."""
+    return request(conn, "POST", path, headers, body, reply_to=reply_to)
 
 
-def patch(conn: Connection, path: str, headers: HeadersIn, body: Body) -> StreamRef:
-    return request(conn, "PATCH", path, headers, body)
+def put(
+    conn: Connection, path: str, headers: HeadersIn, body: Body, *, reply_to: ReplyTo = None
+) -> StreamRef:
+    """PUT `body` to `path`."""
+    return request(conn, "PUT", path, headers, body, reply_to=reply_to)
+
+
+def patch(
+    conn: Connection, path: str, headers: HeadersIn, body: Body, *, reply_to: ReplyTo = None
+) -> StreamRef:
+    """PATCH `path` with `body`."""
+    return request(conn, "PATCH", path, headers, body, reply_to=reply_to)
 
 
 def request(
-    conn: Connection, method: str, path: str, headers: HeadersIn = (), body: Body | None = None
+    conn: Connection,
+    method: str,
+    path: str,
+    headers: HeadersIn = (),
+    body: Body | None = None,
+    *,
+    reply_to: ReplyTo = None,
 ) -> StreamRef:
-    """Send a request with a whole body (or none); returns the stream at once."""
-    return _start(conn, method, path, headers, None if body is None else _bytes(body), True)
+    """Send a request with a whole body (or none); returns the stream at once.
+
+    The response comes as `GunInform` / `GunResponse` / `GunData` / `GunTrailers` to
+    `reply_to`. A request made while the connection is down waits for the next `GunUp`.
+    Raises `LocalProtocolError` for a request HTTP/1.1 forbids, before anything is sent.
+    """
+    data = None if body is None else _bytes(body)
+    return _start(conn, method, path, headers, data, True, reply_to)
 
 
-def headers(conn: Connection, method: str, path: str, headers: HeadersIn) -> StreamRef:
+def headers(
+    conn: Connection, method: str, path: str, headers: HeadersIn, *, reply_to: ReplyTo = None
+) -> StreamRef:
     """Start a request whose body follows with `data` (chunked unless content-length is set)."""
-    return _start(conn, method, path, headers, None, False)
+    return _start(conn, method, path, headers, None, False, reply_to)
 
 
 def data(conn: Connection, stream: StreamRef, is_fin: bool, data: Body) -> None:
@@ -95,13 +137,23 @@ def data(conn: Connection, stream: StreamRef, is_fin: bool, data: Body) -> None:
 
 
 def cancel(conn: Connection, stream: StreamRef) -> None:
-    """Stop delivering the stream's messages (the response is still read off the wire)."""
+    """Stop delivering the stream's messages (the response is still read off the wire).
+
+    A stream the connection does not know is reported as a `GunError` with a
+    `BadStateError`, as Gun reports it.
+    """
     check_connection(conn)
     conn.tell(commands.Cancel(check_stream(stream)))
 
 
 def _start(
-    conn: Connection, method: str, path: str, headers: HeadersIn, body: bytes | None, fin: bool
+    conn: Connection,
+    method: str,
+    path: str,
+    headers: HeadersIn,
+    body: bytes | None,
+    fin: bool,
+    reply_to: ReplyTo,
 ) -> StreamRef:
     check_connection(conn)
     if not isinstance(method, str) or not method or not method.isascii() or not method.isupper():
@@ -111,11 +163,12 @@ def _start(
     if any(c in path for c in "\r\n\x00 "):
         raise LocalProtocolError(f"path {path!r} has a space, CR, LF or NUL; percent-encode it")
     checked = check_headers(headers)
+    target = check_reply_to(reply_to)
     if conn.protocol is Protocol.WS:
         raise BadStateError(
             f"{conn!r} was upgraded to WebSocket; HTTP requests need another connection"
         )
-    stream = StreamRef()
+    stream = StreamRef(reply_to=target)
     conn.tell(commands.Request(stream, method, path, checked, body, fin))
     return stream
 

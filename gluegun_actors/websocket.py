@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from gluegun_actors import connection
 from gluegun_actors._await import MessageFuture, Wait, future, wait
-from gluegun_actors._checks import check_connection, check_headers, check_stream
+from gluegun_actors._checks import check_connection, check_headers, check_reply_to, check_stream
 from gluegun_actors._connection import commands
 from gluegun_actors._connection.handle import Connection
 from gluegun_actors._options import WsOptions, make_ws_options
@@ -39,6 +39,7 @@ from gluegun_actors.errors import (
     WebSocketClosed,
 )
 from gluegun_actors.events import GunData, GunResponse, GunTrailers, GunUpgrade, GunWs
+from gluegun_actors.http import ReplyTo
 from gluegun_actors.mailbox import Keep
 from gluegun_actors.message import AppFrame, Binary, Close, Frame, Ping, Pong, Text
 
@@ -82,10 +83,19 @@ def _wait_timeout(options: Options) -> Timeout:
 
 
 def upgrade(
-    conn: Connection, path: str, headers: Any = (), options: Options | None = None
+    conn: Connection,
+    path: str,
+    headers: Any = (),
+    options: Options | None = None,
+    *,
+    reply_to: ReplyTo = None,
 ) -> StreamRef:
-    """Ask to upgrade `conn` to WebSocket on `path` (Gun's `gun:ws_upgrade`)."""
-    return upgrade_with_protocol(conn, Protocol.HTTP1, path, headers, options)
+    """Ask to upgrade `conn` to WebSocket on `path` (Gun's `gun:ws_upgrade`).
+
+    The stream's messages (`GunUpgrade`, then `GunWs`) go to `reply_to`: by default the
+    caller (the calling Pykka actor, else the calling thread's mailbox), as in Gun.
+    """
+    return upgrade_with_protocol(conn, Protocol.HTTP1, path, headers, options, reply_to=reply_to)
 
 
 def upgrade_with_protocol(
@@ -94,6 +104,8 @@ def upgrade_with_protocol(
     path: str,
     headers: Any = (),
     options: Options | None = None,
+    *,
+    reply_to: ReplyTo = None,
 ) -> StreamRef:
     """Upgrade over the protocol `await_up` returned; HTTP/2 is refused before any I/O."""
     check_connection(conn)
@@ -112,9 +124,10 @@ def upgrade_with_protocol(
         raise InvalidOptions("options must come from websocket.options()")
     checked = check_headers(headers)
     check_extra_headers(checked)
+    target = check_reply_to(reply_to)
     if conn.protocol is Protocol.WS:
         raise BadStateError(f"{conn!r} is already upgraded to WebSocket")
-    stream = StreamRef()
+    stream = StreamRef(reply_to=target)
     conn.tell(commands.Upgrade(stream, path, checked, options))
     return stream
 

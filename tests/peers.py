@@ -1,4 +1,5 @@
-"""Independent third-party servers for tests: uvicorn (HTTP/1.1) and websockets.
+"""Independent third-party servers for tests: uvicorn (HTTP/1.1), the standard library's
+`http.server`, and websockets.
 
 Theory of operation: each helper is a context manager that starts the server in a
 background thread, on 127.0.0.1 with port 0, and yields the bound port; on exit it
@@ -12,8 +13,10 @@ Routes mirror `gluegun_actors.testing.EmbeddedServer` where both have them.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from http import HTTPStatus
@@ -215,6 +218,63 @@ class _WebsocketsThread:
         self._thread.join(STOP_TIMEOUT)
         if self._thread.is_alive():
             raise RuntimeError("websockets did not stop")
+
+
+# -- the standard library's http.server ---------------------------------------------------
+
+
+class StdlibServer(http.server.ThreadingHTTPServer):
+    """`http.server` speaking HTTP/1.1 keep-alive; `paths` records each request's path.
+
+    Routes: `/` answers "hello"; `/slow-close` answers with `Connection: close`, sends its
+    head, waits `SLOW_CLOSE_PAUSE` seconds, then sends its 5-byte body and closes.
+    """
+
+    daemon_threads = True
+    paths: list[str]
+
+
+SLOW_CLOSE_PAUSE: Final = 0.3
+
+
+class _StdlibHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: StdlibServer
+
+    def do_GET(self) -> None:
+        self.server.paths.append(self.path)
+        if self.path == "/slow-close":
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(SLOW_CLOSE_PAUSE)
+            self.wfile.write(b"later")
+            self.close_connection = True
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(HELLO)))
+        self.end_headers()
+        self.wfile.write(HELLO)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet
+
+
+@contextmanager
+def stdlib_server() -> Iterator[StdlibServer]:
+    """A `StdlibServer` on 127.0.0.1 (read `.server_port`), stopped on exit."""
+    server = StdlibServer(("127.0.0.1", 0), _StdlibHandler)
+    server.paths = []
+    thread = threading.Thread(target=server.serve_forever, name="stdlib-http", daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(STOP_TIMEOUT)
 
 
 @contextmanager

@@ -164,13 +164,13 @@ def test_an_actor_owner_receives_messages_in_on_receive(embedded_server) -> None
     owner = _Owner.start()
     try:
         conn = connection.open("127.0.0.1", embedded_server.port, connection.options(owner=owner))
-        stream = http.get(conn, "/")
+        stream = http.get(conn, "/", reply_to=owner)
         assert wait_until(
             lambda: any(isinstance(m, GunData) and m.is_fin for m in owner.ask("messages"))
         )
         kinds = [type(m) for m in owner.ask("messages")]
         assert kinds[:2] == [GunUp, GunResponse]
-        with pytest.raises(BadStateError):
+        with pytest.raises(BadStateError, match="reply_to"):
             http.await_response(conn, stream, 100)
         connection.close(conn)
     finally:

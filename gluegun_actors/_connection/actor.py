@@ -53,10 +53,10 @@ from gluegun_actors._connection.commands import (
     Upgrade,
     WsSend,
 )
+from gluegun_actors._connection.destination import Destination, destination
 from gluegun_actors._connection.handle import Connection
 from gluegun_actors._connection.http_session import HttpSession
 from gluegun_actors._connection.info import ConnectionInfo
-from gluegun_actors._connection.owner import Owner, as_owner
 from gluegun_actors._connection.stream import Stream
 from gluegun_actors._connection.timers import ActorTimers
 from gluegun_actors._connection.trace import Tracer
@@ -74,6 +74,7 @@ from gluegun_actors._io import (
 )
 from gluegun_actors._options import Options
 from gluegun_actors._protocol import http1 as h1
+from gluegun_actors._protocol.ws import NORMAL
 from gluegun_actors._runtime.pool import PooledActor, tell_holding, tell_queued
 from gluegun_actors._types import Protocol, StreamRef
 from gluegun_actors.errors import (
@@ -124,7 +125,7 @@ class ConnectionActor(PooledActor):
         self.conn = conn
         self.options = options
         self.reactor: Reactor | None = reactor  # None once released
-        self.owner: Owner = conn.owner
+        self.owner: Destination = conn.owner
         self.owner_monitor: object | None = None
         self.tracer = Tracer(conn.id, options.event_handler)
         self.state = State.NOT_CONNECTED
@@ -143,7 +144,7 @@ class ConnectionActor(PooledActor):
     # -- lifecycle ------------------------------------------------------------------------
 
     def on_start(self) -> None:
-        self.owner_monitor = self.owner.monitor(self._owner_died_callback)
+        self._watch_owner()
         self.tracer.emit("init", host=self.conn.host, port=self.conn.port)
         self._connect()
 
@@ -195,15 +196,29 @@ class ConnectionActor(PooledActor):
             else:
                 self.transport.close()
             self.transport = None
+        elsewhere = self._stream_destinations()
         for stream in list(self.streams.values()):
             self.stream_error(
                 stream, ConnectionDown(f"the connection stopped ({describe(reason)})", reason)
             )
         self.streams.clear()
         self.queued.clear()
+        down = Down(self.conn, reason)
         if not self.owner_dead:
-            self.owner.deliver(Down(self.conn, reason))
+            self.owner.deliver(down)
+        for other in elsewhere:
+            other.deliver(down)  # a reply_to that had a live stream learns it too
         self.stop()
+
+    def _stream_destinations(self) -> list[Destination]:
+        """The live streams' destinations other than the owner, each once."""
+        owner = self.owner.target
+        seen: dict[int, Destination] = {}
+        for stream in self.streams.values():
+            target = stream.destination.target
+            if target is not owner and not stream.cancelled:
+                seen.setdefault(id(target), stream.destination)
+        return list(seen.values())
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -337,25 +352,57 @@ class ConnectionActor(PooledActor):
             self.state = State.NOT_CONNECTED
             self.start_timer(TimerKind.RETRY, delay)
 
-    def lost(self, reason: object, killed: tuple[StreamRef, ...] | None = None) -> None:
-        """The connection broke: stream errors, GunDown, then reconnect by policy."""
+    def lost(
+        self,
+        reason: object,
+        killed: tuple[StreamRef, ...] | None = None,
+        unsent: tuple[StreamRef, ...] = (),
+    ) -> None:
+        """The connection broke: stream errors, GunDown, then reconnect by policy.
+
+        `unsent` are killed streams whose request never reached the wire.
+        """
         if self.state is State.CLOSING:
+            session = self.session
+            if isinstance(session, WsSession) and reason == NORMAL:
+                self.streams.pop(session.stream.ref, None)  # its closing handshake completed
             self._terminate(self.closing_reason)
             return
         protocol = self._protocol() or Protocol.HTTP1
         if killed is None:
             killed = self._unfinished()
-        message = f"the connection was lost ({describe(reason)}) before the stream finished"
+        owner = self.owner.target
         for ref in killed:
             stream = self.streams.pop(ref, None)
-            if stream is not None and stream.ws_options is None:
-                self.stream_error(stream, StreamError(message, ref, reason))
+            if stream is None:
+                continue
+            # An HTTP stream gets its error; a WebSocket stream is told by the GunDown
+            # below, unless its messages go elsewhere: then its reply_to is told too.
+            if stream.ws_options is None or stream.destination.target is not owner:
+                self.stream_error(stream, _lost_error(ref, reason, ref in unsent))
         self.tracer.emit("disconnect", reason=reason, killed_streams=killed)
         self._drop_connection()
         self.deliver(GunDown(self.conn, protocol, reason, killed))
         self.retries_left = self.options.retry
         self.attempt = 0
         self._retry_or_stop(reason)
+
+    def defer(self, command: StreamCommand) -> None:
+        """A request this connection can no longer take: it waits for the next `GunUp`
+        (after the reconnect the close will bring), or fails now when there will be none."""
+        if self.options.retry > 0:
+            self.streams.setdefault(command.stream, self.new_stream(command))
+            self.queued.append(command)
+            return
+        self.stream_error(
+            self.new_stream(command),
+            StreamError(
+                "the connection is closing (the server or a request asked for it) and retry "
+                "is 0, so no later connection will take this request; it was not sent",
+                command.stream,
+                reason="closing",
+            ),
+        )
 
     def _unfinished(self) -> tuple[StreamRef, ...]:
         return () if self.session is None else self.session.unfinished()
@@ -365,7 +412,9 @@ class ConnectionActor(PooledActor):
         if self.transport is not None:
             self.transport.close()
             self.transport = None
-        self.streams.clear()
+        # What survives is what waits for the next connection (deferred requests).
+        waiting = {command.stream for command in self.queued}
+        self.streams = {ref: s for ref, s in self.streams.items() if ref in waiting}
         self.reading_paused = False
         self.set_session(None)
         self.state = State.NOT_CONNECTED
@@ -417,24 +466,29 @@ class ConnectionActor(PooledActor):
             return
         session.command(self, command)
 
-    def new_stream(self, command: StreamCommand) -> Stream:
+    def new_stream(self, command: StreamCommand | WsSend) -> Stream:
+        target = self.destination_of(command.stream)
         if isinstance(command, Upgrade):
             flow = command.options.flow if command.options.flow is not None else self.options.flow
-            return Stream(command.stream, flow, ws_options=command.options)
-        return Stream(command.stream, self.options.flow)
+            return Stream(command.stream, flow, target, ws_options=command.options)
+        return Stream(command.stream, self.options.flow, target)
+
+    def destination_of(self, ref: StreamRef) -> Destination:
+        """Where `ref`'s messages go: its `reply_to`, or the owner when it names none."""
+        reply_to = ref.reply_to
+        if reply_to is None or reply_to is self.owner.target:
+            return self.owner
+        return destination(reply_to)
 
     def _on_ws_send(self, command: WsSend) -> None:
         session = self.session
         if not isinstance(session, WsSession) or session.stream.ref != command.stream:
-            self.deliver(
-                GunError(
-                    self.conn,
-                    command.stream,
-                    BadStateError(
-                        f"{command.stream!r} is not an upgraded WebSocket stream of this "
-                        "connection (never upgraded, or the upgrade was lost with a reconnect)"
-                    ),
-                )
+            self.stream_error(
+                self.new_stream(command),
+                BadStateError(
+                    f"{command.stream!r} is not an upgraded WebSocket stream of this "
+                    "connection (never upgraded, or the upgrade was lost with a reconnect)"
+                ),
             )
             return
         session.send(self, command)
@@ -454,12 +508,16 @@ class ConnectionActor(PooledActor):
         self._maybe_resume()
 
     def _set_owner(self, target: Any) -> None:
-        assert self.reactor is not None
         if self.owner_monitor is not None:
             self.owner.demonitor(self.owner_monitor)
-        self.owner = as_owner(target, self.reactor, self.options.owner_check_interval)
+        self.owner = destination(target)
         self.conn.owner = self.owner
-        self.owner_monitor = self.owner.monitor(self._owner_died_callback)
+        self._watch_owner()
+
+    def _watch_owner(self) -> None:
+        assert self.reactor is not None
+        interval = self.options.owner_check_interval / 1000.0
+        self.owner_monitor = self.owner.monitor(self._owner_died_callback, self.reactor, interval)
 
     def _shutdown(self, reason: object) -> None:
         """Graceful: finish what is in flight, fail the rest, then stop (no GunDown)."""
@@ -541,22 +599,33 @@ class ConnectionActor(PooledActor):
             self.transport.write(data)
 
     def deliver(self, message: object) -> None:
+        """Deliver one of the connection's own messages to the owner."""
         if self.owner_dead:
             return
         if not self.owner.deliver(message):
-            self.owner_dead = True
-            self._shutdown("owner_down")
+            self._owner_gone()
 
-    def deliver_all(self, messages: list[object]) -> None:
-        if self.owner_dead or not messages:
+    def to_stream(self, stream: Stream, message: object) -> None:
+        """Deliver a message of `stream` where its messages go (its `reply_to`)."""
+        self.to_stream_all(stream, [message])
+
+    def to_stream_all(self, stream: Stream, messages: list[object]) -> None:
+        """Deliver what one read gave `stream`, at once (one mailbox lock, one wakeup)."""
+        if stream.cancelled or not messages:
             return
-        if not self.owner.deliver_all(messages, self.held_wakeups):
-            self.owner_dead = True
-            self._shutdown("owner_down")
+        target = stream.destination
+        if target is self.owner or target.target is self.owner.target:
+            if not self.owner_dead and not self.owner.deliver_all(messages, self.held_wakeups):
+                self._owner_gone()
+        elif not target.deliver_all(messages, self.held_wakeups):
+            stream.cancelled = True  # its reply_to is gone: nobody to deliver to
 
     def stream_error(self, stream: Stream, error: BaseException) -> None:
-        if not stream.cancelled:
-            self.deliver(GunError(self.conn, stream.ref, error))
+        self.to_stream(stream, GunError(self.conn, stream.ref, error))
+
+    def _owner_gone(self) -> None:
+        self.owner_dead = True
+        self._shutdown("owner_down")
 
     def _maybe_resume(self) -> None:
         if not self.reading_paused or self.transport is None:
@@ -592,3 +661,20 @@ class ConnectionActor(PooledActor):
             queued_commands=len(self.queued),
             retries_left=self.retries_left,
         )
+
+
+def _lost_error(ref: StreamRef, reason: object, unsent: bool) -> StreamError:
+    """The error of a stream a lost connection ended: whether its request left matters,
+    since only one that never reached the wire is safe to send again."""
+    if unsent:
+        text = (
+            f"the connection closed ({describe(reason)}) before this request was sent; "
+            "it was not sent, so it is safe to send it again"
+        )
+    else:
+        text = (
+            f"the connection was lost ({describe(reason)}) after this request was sent and "
+            "before its response ended; it is not sent again (it may or may not have been "
+            "processed)"
+        )
+    return StreamError(text, ref, reason)

@@ -19,7 +19,7 @@ from gluegun_actors.errors import ConnectionTerminated, describe
 if TYPE_CHECKING:
     import pykka
 
-    from gluegun_actors._connection.owner import Owner
+    from gluegun_actors._connection.destination import Destination
 
 _ids = itertools.count(1)
 ALIVE: Any = object()
@@ -41,7 +41,7 @@ class Connection:
         "ws_streams",
     )
 
-    def __init__(self, host: str, port: int, owner: Owner) -> None:
+    def __init__(self, host: str, port: int, owner: Destination) -> None:
         # Set before the actor starts, then read-only:
         self.id = next(_ids)
         self.host = host

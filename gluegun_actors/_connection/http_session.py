@@ -41,8 +41,16 @@ class HttpSession:
         return self.core.data_to_send()
 
     def command(self, actor: ConnectionActor, command: StreamCommand) -> None:
-        """Start or feed a stream; a request HTTP/1.1 refuses fails that stream only."""
+        """Start or feed a stream; a request HTTP/1.1 refuses fails that stream only.
+
+        Once the core takes no new requests (the server or the caller asked to close), a
+        new request waits for the next connection, as in Gun: it is never written to a
+        connection that is about to close.
+        """
         core, tracer = self.core, actor.tracer
+        if not isinstance(command, RequestData) and not core.accepting:
+            actor.defer(command)
+            return
         try:
             match command:
                 case Request(ref, method, target, headers, body, is_fin):
@@ -101,8 +109,8 @@ class HttpSession:
                 case h1.Upgraded(stream=ref, status=status, headers=headers, trailing_data=rest):
                     _upgraded(actor, ref, status, headers, rest)
                     return
-                case h1.Closed(reason=reason, killed=killed):
-                    actor.lost(reason, killed)
+                case h1.Closed(reason=reason, killed=killed, unsent=unsent):
+                    actor.lost(reason, killed, unsent)
                     return
         actor.flush_out()
 
@@ -128,7 +136,7 @@ def _to_stream(
         return
     if counts and stream.credits is not None and not is_fin:
         stream.credits -= 1
-    actor.deliver(message)
+    actor.to_stream(stream, message)
 
 
 def _upgraded(
@@ -158,7 +166,7 @@ def _upgraded(
     )
     actor.tracer.emit("ws_upgrade", stream=ref, headers=headers, protocol=negotiated.protocol)
     if not stream.cancelled:
-        actor.deliver(GunUpgrade(actor.conn, ref, protocols, headers))
+        actor.to_stream(stream, GunUpgrade(actor.conn, ref, protocols, headers))
     session.arm_keepalive(actor)
     session.handle(actor, core.initial_events())
 

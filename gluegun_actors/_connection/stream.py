@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from gluegun_actors._types import StreamRef
 
 if TYPE_CHECKING:
+    from gluegun_actors._connection.destination import Destination
     from gluegun_actors._options import WsOptions
     from gluegun_actors._protocol.ws_handshake import Handshake
 
@@ -21,6 +22,8 @@ class Stream:
     ref: StreamRef
     credits: int | None
     """Flow credits left (None: no flow control); at zero the socket is not re-armed."""
+    destination: Destination
+    """Where its messages go: its `reply_to` (the owner when it named none)."""
     cancelled: bool = False
     """`cancel` or `flush(stream, conn)` was called: nothing more of it is delivered."""
     responding: bool = False

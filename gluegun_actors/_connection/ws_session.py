@@ -62,7 +62,7 @@ class WsSession:
                     batch.append(GunError(conn, ref, event.error))
                 continue
             if isinstance(event, Finished):
-                actor.deliver_all(batch)
+                actor.to_stream_all(stream, batch)
                 actor.flush_out()
                 actor.lost(event.reason, (ref,))
                 return
@@ -79,7 +79,7 @@ class WsSession:
                     continue
             if not stream.cancelled:
                 batch.append(GunWs(conn, ref, event))
-        actor.deliver_all(batch)
+        actor.to_stream_all(stream, batch)
         actor.flush_out()
 
     def send(self, actor: ConnectionActor, command: WsSend) -> None:
@@ -90,7 +90,7 @@ class WsSession:
             try:
                 send(frame)
             except GluegunError as error:
-                actor.deliver(GunError(actor.conn, ref, error))
+                actor.stream_error(self.stream, error)
                 break
             if tracing:
                 tracer.emit("ws_send_frame_end", stream=ref, frame=type(frame).__name__)

@@ -117,6 +117,8 @@ class _Phase(enum.Enum):
 
     OPEN = "open"  # requests accepted
     CLOSING = "closing"  # no new requests; Closed("normal") once nothing is unfinished
+    ENDING = "ending"  # the server said it closes after the response in flight: no new
+    # requests and nothing more written; Closed("normal") when that response ends
     UPGRADED = "upgraded"  # a 101 (or CONNECT 2xx) arrived; the core is finished
     CLOSED = "closed"  # Closed was emitted; input is ignored
 
@@ -160,6 +162,14 @@ class Http1Client:
     def unfinished(self) -> tuple[StreamRef, ...]:
         """Accepted requests whose response is not complete, in request order."""
         return tuple(self._unfinished)
+
+    @property
+    def accepting(self) -> bool:
+        """True while `request()` takes new requests: not closing, upgraded or closed.
+
+        A caller holding a request when it turns False sends it on another connection.
+        """
+        return self._phase is _Phase.OPEN
 
     @property
     def is_closed(self) -> bool:
@@ -286,7 +296,7 @@ class Http1Client:
         match self._phase:
             case _Phase.OPEN:
                 pass
-            case _Phase.CLOSING:
+            case _Phase.CLOSING | _Phase.ENDING:
                 raise BadStateError(
                     "the connection is closing (shutdown, a connection: close request or "
                     "response) and takes no more requests; open a new connection"
@@ -390,6 +400,8 @@ class Http1Client:
                     return
                 exchange.recv = RecvState.BODY
                 exchange.keep_alive = response_keeps_alive(event)
+                if not exchange.keep_alive and self._phase is not _Phase.CLOSED:
+                    self._phase = _Phase.ENDING  # take nothing more, write nothing more
                 if self._parser.their_state is h11.SWITCHED_PROTOCOL:
                     trailing = self._parser.trailing_data[0]
                     self._upgrade(events, exchange, event.status_code, event.headers, trailing)
@@ -519,7 +531,8 @@ class Http1Client:
 
     def _close(self, events: list[Event], reason: object) -> None:
         """Emit `Closed`, killing every unfinished stream, and stop."""
-        events.append(Closed(reason, tuple(self._unfinished)))
+        unsent = tuple(ref for ref, ex in self._unfinished.items() if ex.send not in WRITTEN)
+        events.append(Closed(reason, tuple(self._unfinished), unsent))
         self._phase = _Phase.CLOSED
         self._unfinished.clear()
         self._held.clear()

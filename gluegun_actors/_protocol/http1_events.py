@@ -88,11 +88,13 @@ class Closed:
     """The connection must close now; `killed` are the streams this ended, in order.
 
     `reason` is `"normal"` (an orderly end), `"closed"` (the peer hung up) or the
-    `RemoteProtocolError` that broke the connection.
+    `RemoteProtocolError` that broke the connection. `unsent` are the killed streams whose
+    request never reached the wire (held behind another): safe to send again.
     """
 
     reason: object
     killed: tuple[StreamRef, ...]
+    unsent: tuple[StreamRef, ...] = ()
 
 
 Event: TypeAlias = Inform | Response | Data | Trailers | Upgraded | StreamFailed | Closed

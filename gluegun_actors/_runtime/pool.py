@@ -246,15 +246,23 @@ class _Crew:
 
 
 class _Turn(threading.local):
-    """Whether this thread is inside an actor's turn (then a put never hands off).
+    """Whether this thread is inside an actor's turn (then a put never hands off), and
+    whose turn it is running.
 
-    The pool's own bookkeeping: set and read only here, by workers and handoffs.
+    The pool's own bookkeeping: set only here, by workers and handoffs.
     """
 
     active = False
+    actor: PooledActor | None = None
 
 
 _turn = _Turn()
+
+
+def running_actor() -> PooledActor | None:
+    """The pooled actor whose turn the calling thread is running, if any."""
+    return _turn.actor
+
 
 _Wake = Callable[["_Inbox", HeldWakeups | None], None]
 """How a put wakes an idle inbox: `(inbox, held)`."""
@@ -431,10 +439,13 @@ class _Inbox:
         actor = self._actor
         assert actor is not None
         actor.held_wakeups = held
+        turn = _turn
+        turn.actor = actor
         try:
             self._turn(actor, batch)
         finally:
             actor.held_wakeups = None
+            turn.actor = None
 
     def _turn(self, actor: PooledActor, batch: int) -> None:
         stopped = actor.actor_stopped.is_set
@@ -589,6 +600,7 @@ __all__ = [
     "PooledActor",
     "Scheduler",
     "default_scheduler",
+    "running_actor",
     "tell_holding",
     "tell_queued",
 ]

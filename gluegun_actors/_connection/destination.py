@@ -1,9 +1,12 @@
-"""Owners: where a connection delivers its messages, and how it notices the owner die.
+"""Destinations: where a connection delivers (its owner, a stream's `reply_to`), and how
+it notices the owner die.
 
-An owner is a `Mailbox` (plain threads) or a Pykka `ActorRef` (messages arrive in
-`on_receive`). Gun monitors its owner process; here a mailbox tells its monitors when
-its thread ends (or it is closed), and actor owners are polled by one shared watcher on
-the reactor's timer heap, however many connections they own.
+A destination is a `Mailbox` (plain threads) or a Pykka `ActorRef` (messages arrive in
+`on_receive`). The owner gets the connection's own messages (`GunUp`, `GunDown`, `Down`);
+a stream's messages go to its `reply_to`, by default whoever started it (`caller()`), as
+in Gun. Gun monitors its owner process; here a mailbox tells its monitors when its thread
+ends (or it is closed), and actor owners are polled by one shared watcher on the
+reactor's timer heap, however many connections they own.
 """
 
 from __future__ import annotations
@@ -19,37 +22,52 @@ import pykka
 from gluegun_actors._io.reactor import Reactor
 from gluegun_actors._io.timers import TimerHandle
 from gluegun_actors._io.wakeups import HeldWakeups
-from gluegun_actors.mailbox import Mailbox
+from gluegun_actors._runtime.caller import calling_actor
+from gluegun_actors.mailbox import Mailbox, current
 
 log = logging.getLogger("gluegun_actors.connection")
 
+__all__ = ["ActorDestination", "Destination", "MailboxDestination", "caller", "destination"]
 
-class Owner:
-    """A message destination with a death notice."""
+Target = Mailbox | pykka.ActorRef[Any]
+"""What callers name as an owner or a `reply_to`."""
+
+
+def caller() -> Target:
+    """Where the calling code lives (Erlang's `self()`): the Pykka actor whose handler
+    runs on this thread, else this thread's own mailbox."""
+    return calling_actor() or current()
+
+
+class Destination:
+    """Where messages go, and how to learn that they can no longer go there."""
 
     mailbox: Mailbox | None = None
-    target: Mailbox | pykka.ActorRef[Any]
+    target: Target
 
     def deliver(self, message: object) -> bool:
-        """Hand `message` over; False when the owner is already gone."""
+        """Hand `message` over; False when the destination is already gone."""
         raise NotImplementedError
 
     def deliver_all(self, messages: list[object], held: HeldWakeups | None = None) -> bool:
-        """Hand `messages` over in order; False when the owner is already gone.
+        """Hand `messages` over in order; False when the destination is already gone.
 
         `held`: the running turn's held wakeups (see `_io.wakeups`), for a mailbox.
         """
         return all(self.deliver(message) for message in messages)
 
-    def monitor(self, callback: Callable[[], None]) -> object:
-        """Call `callback` once, from any thread, when the owner dies."""
+    def monitor(self, callback: Callable[[], None], reactor: Reactor, interval: float) -> object:
+        """Call `callback` once, from any thread, when the destination dies.
+
+        An actor is checked every `interval` seconds on `reactor`'s timers.
+        """
         raise NotImplementedError
 
     def demonitor(self, handle: object) -> None:
         raise NotImplementedError
 
 
-class MailboxOwner(Owner):
+class MailboxDestination(Destination):
     __slots__ = ("mailbox", "target")
 
     def __init__(self, mailbox: Mailbox) -> None:
@@ -64,21 +82,19 @@ class MailboxOwner(Owner):
         self.mailbox._put_all(messages, held)  # type: ignore[union-attr]
         return True
 
-    def monitor(self, callback: Callable[[], None]) -> object:
+    def monitor(self, callback: Callable[[], None], reactor: Reactor, interval: float) -> object:
         return self.mailbox.monitor(callback)  # type: ignore[union-attr]
 
     def demonitor(self, handle: object) -> None:
         self.mailbox.demonitor(handle)  # type: ignore[union-attr]
 
 
-class ActorOwner(Owner):
-    __slots__ = ("_interval", "_reactor", "ref", "target")
+class ActorDestination(Destination):
+    __slots__ = ("ref", "target")
 
-    def __init__(self, ref: pykka.ActorRef[Any], reactor: Reactor, interval: float) -> None:
+    def __init__(self, ref: pykka.ActorRef[Any]) -> None:
         self.ref = ref
         self.target = ref
-        self._reactor = reactor
-        self._interval = interval
 
     def deliver(self, message: object) -> bool:
         try:
@@ -87,17 +103,18 @@ class ActorOwner(Owner):
             return False
         return True
 
-    def monitor(self, callback: Callable[[], None]) -> object:
-        return _watcher.watch(self.ref, callback, self._reactor, self._interval)
+    def monitor(self, callback: Callable[[], None], reactor: Reactor, interval: float) -> object:
+        return _watcher.watch(self.ref, callback, reactor, interval)
 
     def demonitor(self, handle: object) -> None:
         _watcher.unwatch(handle)
 
 
-def as_owner(target: Mailbox | pykka.ActorRef[Any], reactor: Reactor, check_ms: int) -> Owner:
+def destination(target: Target) -> Destination:
+    """The destination for a `Mailbox` or an `ActorRef`."""
     if isinstance(target, Mailbox):
-        return MailboxOwner(target)
-    return ActorOwner(target, reactor, check_ms / 1000.0)
+        return MailboxDestination(target)
+    return ActorDestination(target)
 
 
 class _ActorWatcher:

@@ -1,0 +1,258 @@
+"""Gun parity: behaviours a program ported from Gun relies on, over real sockets."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pykka
+import pytest
+from peers import stdlib_server
+from polling import wait_until
+
+from gluegun_actors import connection, http, mailbox, websocket
+from gluegun_actors.errors import BadStateError, ConnectionDown, StreamError
+from gluegun_actors.events import (
+    Down,
+    GunData,
+    GunDown,
+    GunError,
+    GunResponse,
+    GunUp,
+    GunWs,
+)
+from gluegun_actors.message import Close
+from gluegun_actors.testing import Close as CloseStep
+from gluegun_actors.testing import Expect, Hold, Send, Sleep
+
+T = 5000
+
+CLOSING_HEAD = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 5\r\n\r\n"
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+
+@pytest.fixture
+def owner() -> Iterator[mailbox.Mailbox]:
+    yield mailbox.current()
+
+
+# -- a connection that will close takes no more requests ----------------------------------
+
+
+def test_a_request_after_a_closing_response_head_goes_to_the_next_connection(
+    scripted_server,
+) -> None:
+    server = scripted_server(
+        [
+            [Expect(), Send(CLOSING_HEAD), Sleep(300), Send(b"hello"), CloseStep()],
+            [Expect(), Send(OK), Hold()],
+        ]
+    )
+    conn = connection.open("127.0.0.1", server.port, connection.options(retry=1))
+    try:
+        first = http.get(conn, "/first")
+        assert http.await_response(conn, first, T).status == 200  # connection: close known
+        second = http.get(conn, "/second")
+        assert http.await_body(conn, first, T) == b"hello"
+        assert http.await_body(conn, second, T) == b"ok"
+        assert wait_until(lambda: len(server.received) == 2)
+        assert b"/second" not in server.received[0]  # never written to the dying connection
+        assert b"GET /second " in server.received[1]
+        down = mailbox.current().receive(GunDown, 0)
+        assert (down.reason, down.killed_streams) == ("normal", ())
+    finally:
+        connection.close(conn)
+
+
+def test_with_retry_0_a_request_after_a_closing_head_fails_at_once_unsent(scripted_server):
+    server = scripted_server(
+        [[Expect(), Send(CLOSING_HEAD), Sleep(300), Send(b"hello"), CloseStep()]]
+    )
+    conn = connection.open("127.0.0.1", server.port, connection.options(retry=0))
+    try:
+        first = http.get(conn, "/first")
+        http.await_response(conn, first, T)
+        second = http.get(conn, "/second")
+        with pytest.raises(StreamError, match=r"retry is 0.*not sent"):
+            http.await_response(conn, second, 1000)  # well before the first body ends
+        assert http.await_body(conn, first, T) == b"hello"
+        assert b"/second" not in b"".join(server.received)
+    finally:
+        connection.close(conn)
+
+
+def test_a_request_written_before_the_close_was_known_fails_and_is_not_resent(
+    scripted_server,
+) -> None:
+    server = scripted_server(
+        [
+            [Expect(), Expect(), Send(CLOSING_HEAD + b"hello"), CloseStep()],
+            [Hold()],
+        ]
+    )
+    conn = connection.open("127.0.0.1", server.port, connection.options(retry=1))
+    try:
+        first = http.get(conn, "/first")
+        second = http.get(conn, "/second")  # pipelined: on the wire before any answer
+        assert http.await_body(conn, first, T) == b"hello"
+        with pytest.raises(StreamError, match=r"after this request was sent.*not sent again"):
+            http.await_response(conn, second, T)
+        connection.await_up(conn, T)  # the next connection...
+        assert wait_until(lambda: len(server.received) == 2)
+        assert b"/second" not in server.received[1]  # ...never sees it
+    finally:
+        connection.close(conn)
+
+
+def test_a_real_server_that_closes_gets_the_next_request_on_a_new_connection() -> None:
+    with stdlib_server() as server:
+        conn = connection.open("127.0.0.1", server.server_port, connection.options(retry=1))
+        try:
+            slow = http.get(conn, "/slow-close")
+            assert http.await_response(conn, slow, T).status == 200
+            after = http.get(conn, "/")
+            assert http.await_body(conn, slow, T) == b"later"
+            assert http.await_body(conn, after, T) == b"hello from gluegun_actors"
+            assert server.paths == ["/slow-close", "/"]
+        finally:
+            connection.close(conn)
+
+
+# -- a clean WebSocket shutdown ends its stream cleanly -----------------------------------
+
+
+def test_a_websocket_shut_down_cleanly_gets_no_stream_error(embedded_server, owner) -> None:
+    conn = connection.open("127.0.0.1", embedded_server.port)
+    connection.await_up(conn, T)
+    stream = websocket.upgrade(conn, "/ws")
+    websocket.await_upgrade(conn, stream, T)
+    connection.shutdown(conn)
+    down = owner.receive(Down, T)
+    assert down.reason == "normal"
+    assert [m for m in owner.messages() if isinstance(m, GunError)] == []
+    closes = [m.frame for m in owner.messages() if isinstance(m, GunWs)]
+    assert closes == [Close(1001, "going away")]  # the peer's echo of ours
+
+
+# -- replies go to reply_to ---------------------------------------------------------------
+
+
+def test_a_workers_request_replies_to_the_worker_not_the_owner(embedded_server, owner) -> None:
+    conn = connection.open("127.0.0.1", embedded_server.port)
+    try:
+        connection.await_up(conn, T)
+        result: dict[str, Any] = {}
+
+        def worker() -> None:
+            stream = http.get(conn, "/")
+            result["body"] = http.await_body(conn, stream, T)
+            result["left"] = mailbox.current().messages()
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join(10)
+        assert result["body"] == b"hello from gluegun_actors"
+        assert result["left"] == []
+        assert [m for m in owner.messages() if hasattr(m, "stream")] == []
+    finally:
+        connection.close(conn)
+
+
+def test_reply_to_sends_a_streams_messages_to_another_mailbox(embedded_server, owner) -> None:
+    elsewhere = mailbox.Mailbox("elsewhere")
+    conn = connection.open("127.0.0.1", embedded_server.port)
+    try:
+        stream = http.get(conn, "/", reply_to=elsewhere)
+        assert http.await_body(conn, stream, T) == b"hello from gluegun_actors"
+        assert connection.await_up(conn, T) is connection.Protocol.HTTP1  # GunUp: the owner
+        assert [m for m in owner.messages() if hasattr(m, "stream")] == []
+        assert len(elsewhere) == 0  # await_body took the stream's messages there
+    finally:
+        connection.close(conn)
+
+
+def test_four_workers_share_a_connection_and_nothing_crosses_over(embedded_server, owner) -> None:
+    conn = connection.open("127.0.0.1", embedded_server.port)
+    connection.await_up(conn, T)
+    per_worker = 250
+    results: dict[int, list[bytes]] = {}
+    strays: dict[int, list[object]] = {}
+
+    def worker(index: int) -> None:
+        bodies = []
+        for n in range(per_worker):
+            stream = http.post(conn, "/echo", [], f"{index}:{n}")
+            bodies.append(http.await_body(conn, stream, T))
+        results[index] = bodies
+        strays[index] = mailbox.current().messages()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(results) == [0, 1, 2, 3]
+        for index, bodies in results.items():
+            assert bodies == [f"{index}:{n}".encode() for n in range(per_worker)]
+            assert strays[index] == []
+        assert [m for m in owner.messages() if hasattr(m, "stream")] == []
+    finally:
+        connection.close(conn)
+
+
+class _Collector(pykka.ThreadingActor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[Any] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "messages":
+            return list(self.messages)
+        self.messages.append(message)
+        return None
+
+
+def test_a_request_made_inside_an_actor_replies_to_that_actor(embedded_server, owner) -> None:
+    conn = connection.open("127.0.0.1", embedded_server.port)
+
+    class Requester(_Collector):
+        def on_receive(self, message: Any) -> Any:
+            if message == "request":
+                return http.get(conn, "/")
+            return super().on_receive(message)
+
+    actor = Requester.start()
+    try:
+        stream = actor.ask("request", timeout=5)
+        assert stream.reply_to == actor
+        assert wait_until(
+            lambda: any(isinstance(m, GunData) and m.is_fin for m in actor.ask("messages"))
+        )
+        assert next(type(m) for m in actor.ask("messages")) is GunResponse
+        with pytest.raises(BadStateError, match="reply_to"):
+            http.await_body(conn, stream, 100)
+        assert [m for m in owner.messages() if hasattr(m, "stream")] == []
+        assert isinstance(owner.receive(GunUp, T), GunUp)
+    finally:
+        connection.close(conn)
+        actor.stop()
+
+
+def test_a_reply_to_waiting_on_a_stream_learns_that_the_connection_stopped(owner) -> None:
+    closed_port = _closed_port()
+    conn = connection.open("127.0.0.1", closed_port, connection.options(retry=0))
+    elsewhere = mailbox.Mailbox("elsewhere")
+    stream = http.get(conn, "/", reply_to=elsewhere)  # queued: the connect will fail
+    with pytest.raises(ConnectionDown):
+        http.await_response(conn, stream, T)
+    assert wait_until(lambda: any(isinstance(m, Down) for m in elsewhere.messages()))
+    assert isinstance(owner.receive(Down, T), Down)
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
