@@ -183,8 +183,9 @@ def future(collector: Wait[T]) -> MessageFuture[T]:
     return MessageFuture(mailbox, mailbox.collect_future(collector))
 
 
-def wait(collector: Wait[T], timeout: Timeout, what: str) -> T:
-    """Block for `collector` up to `timeout` ms; `AwaitTimeout` (taking nothing) after.
+def wait(collector: Wait[T], timeout: Timeout, what: str, *, per_message: bool = False) -> T:
+    """Block for `collector` up to `timeout` ms (of silence, with `per_message`);
+    `AwaitTimeout` (taking nothing) after.
 
     A wait on a connection whose actor is gone looks only at what is already queued.
     """
@@ -193,10 +194,12 @@ def wait(collector: Wait[T], timeout: Timeout, what: str) -> T:
     mailbox = collector.mailbox()
     alive = conn.alive
     try:
-        return mailbox.collect(collector, timeout if alive else 0)
+        return mailbox.collect(collector, timeout if alive else 0, per_message=per_message)
     except AwaitTimeout:
         conn.check_alive()
         text = "forever" if seconds is None else f"{int(seconds * 1000)} ms"
+        if per_message and seconds is not None:
+            text += " of silence"
         raise AwaitTimeout(
             f"no {what} from {conn!r} within {text}; nothing was taken from the mailbox"
         ) from None

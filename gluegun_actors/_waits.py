@@ -160,6 +160,8 @@ class WaitState(enum.Enum):
 
 
 class FutureWait(ThreadingFuture[T], Generic[T]):
+    sliding = False  # a future's `get(timeout)` bounds the whole wait
+    progress_at = 0.0
     """A wait made by a `*_future` call: the future its caller holds, and what the
     mailbox knows about it."""
 
@@ -192,15 +194,29 @@ class BlockingWait(Generic[T]):
     """A wait made by `receive` or `collect`: its caller sleeps on a plain lock that the
     thread resolving it releases, one wakeup (a future's condition costs several)."""
 
-    __slots__ = ("_signal", "collector", "error", "mailbox", "state", "taken", "value")
+    __slots__ = (
+        "_signal",
+        "collector",
+        "error",
+        "mailbox",
+        "progress_at",
+        "sliding",
+        "state",
+        "taken",
+        "value",
+    )
 
-    def __init__(self, mailbox: Mailbox, collector: Collector[T]) -> None:
+    def __init__(self, mailbox: Mailbox, collector: Collector[T], sliding: bool = False) -> None:
         self.mailbox = mailbox
         self.collector = collector
         self.state = WaitState.NEW
         self.taken: list[Entry] = []
         self.value: T | None = None
         self.error: BaseException | None = None
+        self.sliding = sliding
+        """The timeout counts from the last message taken, not from the start."""
+        self.progress_at = 0.0
+        """`time.monotonic()` when a sliding wait last took a message (under the lock)."""
         self._signal = threading.Lock()
         self._signal.acquire()
 

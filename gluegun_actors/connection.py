@@ -28,7 +28,7 @@ from gluegun_actors._connection import commands
 from gluegun_actors._connection.actor import ConnectionActor
 from gluegun_actors._connection.destination import caller, destination
 from gluegun_actors._connection.handle import Connection
-from gluegun_actors._connection.info import ConnectionInfo
+from gluegun_actors._connection.info import ConnectionInfo, StreamInfo
 from gluegun_actors._io import acquire_reactor, release_reactor
 from gluegun_actors._options import Options, make_options
 from gluegun_actors._timeouts import Infinity, Milliseconds, Timeout
@@ -44,6 +44,7 @@ __all__ = [
     "Milliseconds",
     "Options",
     "Protocol",
+    "StreamInfo",
     "StreamRef",
     "Timeout",
     "await_up",
@@ -55,6 +56,7 @@ __all__ = [
     "options",
     "set_owner",
     "shutdown",
+    "stream_info",
     "update_flow",
 ]
 
@@ -182,6 +184,20 @@ def info(conn: Connection) -> ConnectionInfo:
     except pykka.ActorDeadError:
         raise ConnectionTerminated(f"{conn!r} has stopped", conn.exit_reason) from None
     return cast(ConnectionInfo, answer)
+
+
+def stream_info(conn: Connection, stream: StreamRef) -> StreamInfo | None:
+    """A snapshot of one stream: its state, where its messages go, its protocol; None for a
+    stream the connection does not know (finished, failed, or never started on it)."""
+    check_connection(conn)
+    check_stream(stream)
+    conn.check_alive()
+    assert conn.actor_ref is not None
+    try:
+        answer = conn.actor_ref.ask(commands.StreamInfoRequest(stream), timeout=_CLOSE_WAIT)
+    except pykka.ActorDeadError:
+        raise ConnectionTerminated(f"{conn!r} has stopped", conn.exit_reason) from None
+    return cast(StreamInfo | None, answer)
 
 
 def set_owner(conn: Connection, owner: Mailbox | pykka.ActorRef[Any]) -> None:

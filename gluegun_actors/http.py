@@ -9,7 +9,7 @@ anything is sent.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import pykka
 
@@ -25,6 +25,7 @@ from gluegun_actors.mailbox import Keep, Mailbox
 
 __all__ = [
     "await_body",
+    "await_body_and_trailers",
     "await_body_future",
     "await_next",
     "await_next_future",
@@ -46,6 +47,8 @@ __all__ = [
 HeadersIn = Headers | list[tuple[str | bytes, str | bytes]] | tuple[Any, ...] | dict[str, str]
 Body = bytes | bytearray | memoryview | str
 
+
+T = TypeVar("T")
 
 ReplyTo = Mailbox | pykka.ActorRef[Any] | None
 """Where a stream's messages go: a `Mailbox`, a Pykka `ActorRef`, or None for the caller
@@ -196,16 +199,28 @@ def await_response_future(conn: Connection, stream: StreamRef) -> MessageFuture[
 
 
 def await_body(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> bytes:
-    """Wait for the rest of the stream's body and return it whole.
+    """Wait for the rest of the stream's body and return it whole (Gun's `gun:await_body`).
 
-    Takes the response head too if it is still queued, and the trailers if any. The
-    timeout bounds the whole body; on timeout every message taken is given back.
+    Takes the response head too if it is still queued, and the trailers if any (use
+    `await_body_and_trailers` to get them). As in Gun, `timeout` applies to each message:
+    a slow body that never pauses longer than that is waited for to its end. On timeout
+    every message taken is given back.
     """
     waiting = _BodyWait(check_connection(conn), check_stream(stream))
-    return wait(waiting, timeout, "complete body")
+    return wait(waiting, timeout, "complete body", per_message=True)
+
+
+def await_body_and_trailers(
+    conn: Connection, stream: StreamRef, timeout: Timeout = 5000
+) -> tuple[bytes, Headers]:
+    """`await_body`, also returning the response's trailers (an empty tuple when none):
+    Gun's `{ok, Body, Trailers}`."""
+    waiting = _BodyAndTrailersWait(check_connection(conn), check_stream(stream))
+    return wait(waiting, timeout, "complete body", per_message=True)
 
 
 def await_body_future(conn: Connection, stream: StreamRef) -> MessageFuture[bytes]:
+    """`await_body` as a future (its `get(timeout)` bounds the whole body)."""
     return future(_BodyWait(check_connection(conn), check_stream(stream)))
 
 
@@ -252,10 +267,13 @@ class _ResponseWait(Wait[GunResponse]):
         return self.response
 
 
-class _BodyWait(Wait[bytes]):
+class _Body(Wait[T]):
+    """Takes a response to its end: head (if still queued), body pieces, trailers."""
+
     def __init__(self, conn: Connection, stream: StreamRef) -> None:
         super().__init__(conn, stream)
         self.parts: list[bytes] = []
+        self.trailers: Headers = ()
 
     def take(self, message: Any) -> bool:
         match message:
@@ -268,10 +286,18 @@ class _BodyWait(Wait[bytes]):
                 self.parts.append(chunk)
                 self.finished = is_fin
                 return True
-            case GunTrailers():
+            case GunTrailers(headers=trailers):
+                self.trailers = trailers
                 self.finished = True
                 return True
         return False
 
+
+class _BodyWait(_Body[bytes]):
     def value(self) -> bytes:
         return b"".join(self.parts)
+
+
+class _BodyAndTrailersWait(_Body[tuple[bytes, Headers]]):
+    def value(self) -> tuple[bytes, Headers]:
+        return b"".join(self.parts), self.trailers

@@ -52,6 +52,7 @@ import heapq
 import itertools
 import logging
 import threading
+import time
 import weakref
 from bisect import bisect_left
 from collections import deque
@@ -103,6 +104,8 @@ SCAN_MARKS_LIMIT: Final = 32
 
 T = TypeVar("T")
 M = TypeVar("M")
+
+_now = time.monotonic
 
 
 class _Monitor:
@@ -226,13 +229,18 @@ class Mailbox:
         """
         return self._start(One(match))
 
-    def collect(self, collector: Collector[T], timeout: Timeout = Infinity) -> T:
+    def collect(
+        self, collector: Collector[T], timeout: Timeout = Infinity, *, per_message: bool = False
+    ) -> T:
         """Feed messages to `collector` until it is done and return its result.
 
-        On timeout (`AwaitTimeout`) every message it took goes back to its place.
+        `timeout` bounds the whole wait, or with `per_message` each message: the wait gives
+        up once that long has passed since the start or the last message it took (Gun's
+        `await_body`). On timeout (`AwaitTimeout`) every message it took goes back to its
+        place.
         """
         seconds = timeout_seconds(timeout)
-        return self._await(collector, seconds)
+        return self._await(collector, seconds, per_message)
 
     def collect_future(self, collector: Collector[T]) -> Future[T]:
         """A future for `collector`'s result; give up with `cancel` to get its messages back."""
@@ -311,8 +319,11 @@ class Mailbox:
 
     # -- the machinery ------------------------------------------------------------------
 
-    def _await(self, collector: Collector[T], seconds: float | None) -> T:
-        """Wait in the calling thread; give up atomically after `seconds`."""
+    def _await(
+        self, collector: Collector[T], seconds: float | None, per_message: bool = False
+    ) -> T:
+        """Wait in the calling thread; give up atomically after `seconds` (of silence,
+        with `per_message`)."""
         with self._lock:
             done, indices = self._scan_locked(collector)
             if done:
@@ -321,14 +332,22 @@ class Mailbox:
             elif seconds == 0:
                 raise self._timeout_error(collector, seconds)
             else:
-                wait = BlockingWait(self, collector)
+                wait = BlockingWait(self, collector, per_message and seconds is not None)
                 wait.taken = self._take_locked(indices)
+                wait.progress_at = _now()
                 wait.state = WaitState.PENDING
                 self._waits[wait] = None
         if wait is None:
             return collector.result()
         try:
             resolved = wait.sleep(seconds)
+            while not resolved and wait.sliding:  # a message since? wait that long after it
+                assert seconds is not None
+                with self._lock:
+                    left = wait.progress_at + seconds - _now()
+                if left <= 0 or wait.state is not WaitState.PENDING:
+                    break
+                resolved = wait.sleep(left)
         except BaseException:  # interrupted: give back what it took
             self._withdraw(wait)
             raise
@@ -488,6 +507,8 @@ class Mailbox:
                 heapq.heappush(work, entry)
             else:
                 wait.taken.append(entry)
+                if wait.sliding:
+                    wait.progress_at = _now()
                 if done:
                     del self._waits[wait]
                     wait.state = WaitState.DONE

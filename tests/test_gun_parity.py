@@ -13,7 +13,13 @@ from peers import stdlib_server
 from polling import wait_until
 
 from gluegun_actors import connection, http, mailbox, websocket
-from gluegun_actors.errors import BadStateError, ConnectionDown, StreamError
+from gluegun_actors.errors import (
+    AwaitTimeout,
+    BadStateError,
+    ConnectionDown,
+    RemoteProtocolError,
+    StreamError,
+)
 from gluegun_actors.events import (
     Down,
     GunData,
@@ -25,7 +31,7 @@ from gluegun_actors.events import (
 )
 from gluegun_actors.message import Close
 from gluegun_actors.testing import Close as CloseStep
-from gluegun_actors.testing import Expect, Hold, Send, Sleep
+from gluegun_actors.testing import Expect, Hold, Send, Sleep, pattern_bytes
 
 T = 5000
 
@@ -256,3 +262,135 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# -- await_body as Gun's ------------------------------------------------------------------
+
+
+def test_await_body_waits_as_long_as_no_gap_exceeds_the_timeout(embedded_server) -> None:
+    conn = connection.open("127.0.0.1", embedded_server.port)
+    try:
+        # 8 chunks 100 ms apart: 700 ms in all, never 300 ms of silence.
+        stream = http.get(conn, "/stream?chunks=8&size=4&delay_ms=100")
+        assert http.await_body(conn, stream, 300) == pattern_bytes(4) * 8
+    finally:
+        connection.close(conn)
+
+
+def test_await_body_gives_up_after_a_gap_and_gives_everything_back(embedded_server) -> None:
+    conn = connection.open("127.0.0.1", embedded_server.port)
+    try:
+        stream = http.get(conn, "/stream?chunks=3&size=4&delay_ms=600")
+        with pytest.raises(AwaitTimeout, match="of silence"):
+            http.await_body(conn, stream, 300)
+        assert http.await_body(conn, stream, 2000) == pattern_bytes(4) * 3  # nothing lost
+    finally:
+        connection.close(conn)
+
+
+def test_await_body_and_trailers_returns_the_trailers(embedded_server) -> None:
+    conn = connection.open("127.0.0.1", embedded_server.port)
+    try:
+        stream = http.get(conn, "/trailers", [("te", "trailers")])
+        body, trailers = http.await_body_and_trailers(conn, stream, T)
+        assert body == b"chunk0chunk1chunk2"
+        assert trailers == (("x-checksum", "18"),)
+        plain = http.get(conn, "/")
+        assert http.await_body_and_trailers(conn, plain, T) == (
+            b"hello from gluegun_actors",
+            (),
+        )
+    finally:
+        connection.close(conn)
+
+
+# -- errors Gun reports -------------------------------------------------------------------
+
+
+def test_cancel_and_update_flow_on_an_unknown_stream_report_badstate(embedded_server) -> None:
+    conn = connection.open("127.0.0.1", embedded_server.port)
+    try:
+        stream = http.get(conn, "/")
+        http.await_body(conn, stream, T)  # finished: the connection forgets it
+        http.cancel(conn, stream)
+        with pytest.raises(BadStateError, match="cannot be found"):
+            http.await_next(conn, stream, T)
+        connection.update_flow(conn, stream, 5)
+        with pytest.raises(BadStateError, match="cannot be found"):
+            http.await_next(conn, stream, T)
+    finally:
+        connection.close(conn)
+
+
+def test_data_from_the_server_with_no_request_open_is_a_connection_gun_error(
+    scripted_server, owner
+) -> None:
+    server = scripted_server([[Sleep(100), Send(b"HTTP/1.1 200 OK\r\n\r\n"), Hold()]])
+    conn = connection.open("127.0.0.1", server.port, connection.options(retry=0))
+    try:
+        connection.await_up(conn, T)
+        error = owner.receive(GunError, T)
+        assert error.stream is None
+        assert isinstance(error.reason, RemoteProtocolError)
+        assert "no request awaited" in str(error.reason)
+        down = owner.receive(GunDown, T)
+        assert down.reason is error.reason and down.killed_streams == ()
+    finally:
+        connection.close(conn)
+
+
+# -- stream_info and info -----------------------------------------------------------------
+
+
+def test_stream_info_follows_a_request_through_its_life(embedded_server) -> None:
+    conn = connection.open("127.0.0.1", embedded_server.port)
+    try:
+        slow = http.get(conn, "/delay?ms=300")
+        info = connection.stream_info(conn, slow)
+        assert info is not None
+        assert (info.ref, info.reply_to, info.protocol) == (
+            slow,
+            mailbox.current(),
+            connection.Protocol.HTTP1,
+        )
+        assert info.state in ("waiting", "running")  # (before or after GunUp)
+        connection.await_up(conn, T)
+        assert connection.stream_info(conn, slow).state == "running"  # type: ignore[union-attr]
+        http.cancel(conn, slow)
+        assert connection.stream_info(conn, slow).state == "stopping"  # type: ignore[union-attr]
+        done = http.get(conn, "/")
+        http.await_body(conn, done, T)
+        assert connection.stream_info(conn, done) is None
+    finally:
+        connection.close(conn)
+
+
+def test_stream_info_says_waiting_while_the_connection_is_down() -> None:
+    conn = connection.open(
+        "127.0.0.1", _closed_port(), connection.options(retry=3, retry_timeout=60_000)
+    )
+    try:
+        stream = http.get(conn, "/")
+        assert wait_until(
+            lambda: connection.info(conn).state_name == "not_connected"
+        )  # waiting to retry
+        info = connection.stream_info(conn, stream)
+        assert info is not None and info.state == "waiting"
+        assert connection.info(conn).queued_commands == 1
+    finally:
+        connection.close(conn)
+
+
+def test_stream_info_of_a_websocket_before_and_after_the_upgrade(embedded_server) -> None:
+    conn = connection.open("127.0.0.1", embedded_server.port)
+    try:
+        stream = websocket.upgrade(conn, "/ws")
+        before = connection.stream_info(conn, stream)
+        assert before is not None and before.protocol is connection.Protocol.HTTP1
+        websocket.await_upgrade(conn, stream, T)
+        after = connection.stream_info(conn, stream)
+        assert after is not None and after.protocol is connection.Protocol.WS
+        assert after.state == "running"
+        assert connection.info(conn).protocol is connection.Protocol.WS
+    finally:
+        connection.close(conn)

@@ -945,3 +945,45 @@ def test_a_wakeup_held_by_a_thread_is_released_before_it_would_block() -> None:
     thread.join(WAIT_S)
     assert got == [A(1)]
     assert len(mailbox) == 0
+
+
+def _drip(mailbox: Mailbox, count: int, gap: float) -> threading.Thread:
+    """Put A(0)..A(count-1) from another thread, `gap` seconds apart."""
+
+    def run() -> None:
+        for n in range(count):
+            time.sleep(gap)
+            mailbox.put(A(n))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_a_per_message_timeout_restarts_with_every_message_taken() -> None:
+    mailbox = Mailbox()
+    thread = _drip(mailbox, 5, 0.08)  # 400 ms in all, never 250 ms apart
+    try:
+        assert mailbox.collect(Chunks(A, 5), 250, per_message=True) == [0, 1, 2, 3, 4]
+    finally:
+        thread.join(WAIT_S)
+
+
+def test_a_whole_timeout_does_not_restart_and_gives_the_messages_back() -> None:
+    mailbox = Mailbox()
+    thread = _drip(mailbox, 5, 0.08)
+    try:
+        with pytest.raises(AwaitTimeout):
+            mailbox.collect(Chunks(A, 5), 250)
+        thread.join(WAIT_S)
+        assert mailbox.messages() == [A(n) for n in range(5)]  # in place, in order
+    finally:
+        thread.join(WAIT_S)
+
+
+def test_a_per_message_timeout_gives_up_after_a_silence_and_gives_back() -> None:
+    mailbox = Mailbox()
+    mailbox.put(A(0))
+    with pytest.raises(AwaitTimeout):
+        mailbox.collect(Chunks(A, 2), 100, per_message=True)
+    assert mailbox.messages() == [A(0)]

@@ -47,6 +47,7 @@ from gluegun_actors._connection.commands import (
     SetOwner,
     Shutdown,
     StreamCommand,
+    StreamInfoRequest,
     TimerFired,
     TimerKind,
     UpdateFlow,
@@ -56,7 +57,7 @@ from gluegun_actors._connection.commands import (
 from gluegun_actors._connection.destination import Destination, destination
 from gluegun_actors._connection.handle import Connection
 from gluegun_actors._connection.http_session import HttpSession
-from gluegun_actors._connection.info import ConnectionInfo
+from gluegun_actors._connection.info import ConnectionInfo, StreamInfo, StreamState
 from gluegun_actors._connection.stream import Stream
 from gluegun_actors._connection.timers import ActorTimers
 from gluegun_actors._connection.trace import Tracer
@@ -82,6 +83,7 @@ from gluegun_actors.errors import (
     ClosingTimeout,
     ConnectionDown,
     PongTimeout,
+    ProtocolError,
     StreamError,
     describe,
 )
@@ -232,8 +234,11 @@ class ConnectionActor(PooledActor):
 
     def _dispatch(self, message: Any) -> Any:
         if self.state is State.STOPPED:
-            if isinstance(message, InfoRequest | Barrier):
-                return self._info() if isinstance(message, InfoRequest) else True
+            match message:
+                case InfoRequest():
+                    return self._info()
+                case Barrier():
+                    return True
             return None
         match message:
             case Received() | Eof() | Broken() | Connected() | ConnectFailed():
@@ -247,15 +252,19 @@ class ConnectionActor(PooledActor):
                 if self.timers.take(message):
                     self._on_timer(message.kind)
             case Cancel(stream=ref):
-                self._cancel(ref)
+                if self._known(ref):
+                    self._cancel(ref)
             case UpdateFlow(stream=ref, credits=credits):
-                self._update_flow(ref, credits)
+                if self._known(ref):
+                    self._update_flow(ref, credits)
             case Barrier(stream=ref):
                 if ref is not None:
                     self._cancel(ref)
                 return True
             case InfoRequest():
                 return self._info()
+            case StreamInfoRequest(stream=ref):
+                return self._stream_info(ref)
             case SetOwner(target=target):
                 self._set_owner(target)
                 return True
@@ -382,6 +391,10 @@ class ConnectionActor(PooledActor):
                 self.stream_error(stream, _lost_error(ref, reason, ref in unsent))
         self.tracer.emit("disconnect", reason=reason, killed_streams=killed)
         self._drop_connection()
+        if not killed and isinstance(reason, ProtocolError):
+            # The peer broke the protocol while no stream was open: Gun's connection-wide
+            # gun_error, so the owner learns why before the GunDown.
+            self.deliver(GunError(self.conn, None, reason))
         self.deliver(GunDown(self.conn, protocol, reason, killed))
         self.retries_left = self.options.retry
         self.attempt = 0
@@ -492,6 +505,20 @@ class ConnectionActor(PooledActor):
             )
             return
         session.send(self, command)
+
+    def _known(self, ref: StreamRef) -> bool:
+        """Whether `ref` is a stream of this connection; if not, its reply_to is told
+        with a `GunError` (`BadStateError`), as Gun tells a stream it cannot find."""
+        if ref in self.streams:
+            return True
+        self.stream_error(
+            Stream(ref, None, self.destination_of(ref)),
+            BadStateError(
+                f"{ref!r} cannot be found on this connection (it finished, failed or was "
+                "never started here)"
+            ),
+        )
+        return False
 
     def _cancel(self, ref: StreamRef) -> None:
         stream = self.streams.get(ref)
@@ -641,6 +668,25 @@ class ConnectionActor(PooledActor):
         self._maybe_resume()
 
     # -- info -----------------------------------------------------------------------------
+
+    def _stream_info(self, ref: StreamRef) -> StreamInfo | None:
+        stream = self.streams.get(ref)
+        if stream is None:
+            return None
+        if any(command.stream == ref for command in self.queued):
+            state: StreamState = "waiting"
+        elif stream.cancelled:
+            state = "stopping"
+        else:
+            state = "running"
+        session = self.session
+        upgraded = isinstance(session, WsSession) and session.stream is stream
+        return StreamInfo(
+            ref=ref,
+            reply_to=stream.destination.target,
+            state=state,
+            protocol=Protocol.WS if upgraded else Protocol.HTTP1,
+        )
 
     def _info(self) -> ConnectionInfo:
         transport = self.transport

@@ -28,6 +28,7 @@ __all__ = [
     "SetOwner",
     "Shutdown",
     "StreamCommand",
+    "StreamInfoRequest",
     "TimerFired",
     "TimerKind",
     "UpdateFlow",
@@ -121,6 +122,13 @@ class Barrier:
 @dataclass(frozen=True, slots=True)
 class InfoRequest:
     """Ask: answered with the connection's `ConnectionInfo`."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfoRequest:
+    """Ask: answered with the stream's `StreamInfo`, or None when it is unknown."""
+
+    stream: StreamRef
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""`ConnectionInfo`: what `connection.info` returns, a snapshot taken in the actor's turn."""
+"""What `connection.info` and `connection.stream_info` return: snapshots taken in the
+connection actor's turn."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ if TYPE_CHECKING:
 
     from gluegun_actors.mailbox import Mailbox
 
-__all__ = ["ConnectionInfo", "StateName"]
+__all__ = ["ConnectionInfo", "StateName", "StreamInfo", "StreamState"]
 
 StateName = Literal["not_connected", "connecting", "connected", "closing", "stopped"]
+StreamState = Literal["waiting", "running", "stopping"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +44,20 @@ class ConnectionInfo:
     queued_commands: int
     """Requests and upgrades waiting for the next `GunUp`."""
     retries_left: int
+    intermediaries: tuple[object, ...] = ()
+    """Proxies between us and the origin, nearest first (Gun's `intermediaries`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """One stream at one moment (Gun's `gun:stream_info/2`, with the protocol added)."""
+
+    ref: StreamRef
+    reply_to: Mailbox | pykka.ActorRef[Any]
+    """Where the stream's messages go."""
+    state: StreamState
+    """waiting (for the next `GunUp`: not sent yet), running, or stopping (cancelled: the
+    rest of its response is read and dropped)."""
+    protocol: Protocol
+    """`Protocol.HTTP1` for a request or an upgrade not yet answered, `Protocol.WS` once
+    upgraded."""
