@@ -51,7 +51,12 @@ class Options:
     """
 
     connect_timeout: int | None = 30_000
-    """Bound on one connect attempt (DNS, TCP, TLS), ms; None waits as long as the OS does."""
+    """Bound on the TCP connect of one attempt (every address the name gave), ms; None
+    waits as long as the OS does."""
+    domain_lookup_timeout: int | None = 30_000
+    """Bound on resolving the host name of one attempt, ms (not used for an IP literal)."""
+    tls_handshake_timeout: int | None = 30_000
+    """Bound on the TLS handshake of one attempt, ms."""
     retry: int = 5
     """Attempts after the first one (Gun's `retry`); the count resets after a success."""
     retry_timeout: int = 5_000
@@ -64,7 +69,8 @@ class Options:
     """Upper bound on any retry delay, ms."""
     retry_jitter: float = 0.0
     """Spread each delay by up to this fraction either way (0.2 = ±20 %)."""
-    transport: Literal["tcp", "tls"] = "tcp"
+    transport: Literal["tcp", "tls"] | None = None
+    """"tcp" or "tls"; None chooses by port, as Gun does: TLS on 443, TCP elsewhere."""
     tls_context: ssl.SSLContext | None = None
     """The context for `transport="tls"`; None uses `ssl.create_default_context()`."""
     tls_server_name: str | None = None
@@ -73,7 +79,14 @@ class Options:
     closing_timeout: int = 15_000
     """How long a WebSocket close waits for the peer's close frame, ms."""
     keepalive: int | None = None
-    """Ping an upgraded WebSocket after this much silence, ms; None never pings."""
+    """Ping an upgraded WebSocket after this much silence from the peer, ms; None never
+    pings (Gun's `ws_opts.keepalive`)."""
+    http_keepalive: int | None = None
+    """Send an empty line on an idle HTTP/1.1 connection after this much silence, ms, as
+    Gun's `http_opts.keepalive` does, so that a server's idle timeout does not close it;
+    None (the default, as in Gun) never does. Servers built on h11 or `http.server`
+    refuse an empty line before a request: use it only with servers that accept one
+    (RFC 9112 2.2 asks them to)."""
     pong_timeout: int | None = None
     """After a keepalive ping, the peer must answer within this, ms, or the connection is down."""
     flow: int | None = None
@@ -89,7 +102,14 @@ class Options:
     def __post_init__(self) -> None:
         for name in ("retry_timeout", "retry_max_timeout", "closing_timeout"):
             _set(self, name, _milliseconds(name, getattr(self, name), optional=False))
-        for name in ("connect_timeout", "keepalive", "pong_timeout"):
+        for name in (
+            "connect_timeout",
+            "domain_lookup_timeout",
+            "tls_handshake_timeout",
+            "keepalive",
+            "http_keepalive",
+            "pong_timeout",
+        ):
             _set(self, name, _milliseconds(name, getattr(self, name), optional=True))
         _set(self, "owner_check_interval", _positive_ms("owner_check_interval", self))
         _count("retry", self.retry, optional=False)
@@ -102,8 +122,10 @@ class Options:
             raise InvalidOptions(f"retry_jitter must be in [0, 1), got {jitter!r}")
         if not 0.0 <= jitter < 1.0:
             raise InvalidOptions(f"retry_jitter must be in [0, 1), got {jitter!r}")
-        if self.transport not in ("tcp", "tls"):
-            raise InvalidOptions(f"transport must be 'tcp' or 'tls', got {self.transport!r}")
+        if self.transport not in (None, "tcp", "tls"):
+            raise InvalidOptions(
+                f"transport must be 'tcp', 'tls' or None (by port), got {self.transport!r}"
+            )
         context = self.tls_context
         if context is not None and not isinstance(context, ssl.SSLContext):
             raise InvalidOptions(
@@ -123,6 +145,12 @@ class Options:
         limit = self.max_header_block_size
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidOptions(f"max_header_block_size must be a positive int, got {limit!r}")
+
+    def transport_for(self, port: int) -> Literal["tcp", "tls"]:
+        """The transport a connection to `port` uses: the option, or by port as Gun."""
+        if self.transport is not None:
+            return self.transport
+        return "tls" if port == 443 else "tcp"
 
     def retry_delay(self, attempt: int, retries_left: int) -> tuple[int, int]:
         """The `(retries_left_after, delay_ms)` before retry number `attempt` (1-based)."""

@@ -134,7 +134,7 @@ def close(conn: Connection) -> None:
 def shutdown(conn: Connection) -> None:
     """Close gracefully: the active request completes, pipelined ones fail, WebSockets get
     close 1001; no `GunDown`, no reconnect; the owner gets `Down(conn, "normal")` at the end."""
-    check_connection(conn).tell(commands.Shutdown())
+    check_connection(conn).tell(commands.CloseGracefully())
 
 
 def flush(conn_or_stream: Connection | StreamRef, conn: Connection | None = None) -> int:

@@ -119,12 +119,22 @@ class GunError:
 
 
 @dataclass(frozen=True, slots=True)
+class Shutdown:
+    """An exit reason: the connection was told to stop because of `reason` (Erlang's
+    `{shutdown, Reason}`); `Shutdown("owner_down")` when its owner died."""
+
+    reason: object
+
+
+@dataclass(frozen=True, slots=True)
 class Down:
     """The connection actor has stopped: nothing more will come from `conn` (Erlang's 'DOWN').
 
-    `reason` is `"normal"` after a graceful `shutdown`, `"owner_down"` when the owner died,
-    or the exception that ended it (retries exhausted, a crash). Not sent after `close`,
-    which returns only once the actor is gone.
+    `reason` says why, as Gun names it (see docs/gun-semantics.md): `"normal"` after a
+    graceful `shutdown`, `"shutdown"` after `close`, `Shutdown("owner_down")` when the
+    owner died, or the exception that ended it (retries exhausted, a crash). The owner
+    gets none after its own `close` (which returns once the actor is gone) or its death;
+    a `reply_to` that still had a live stream always gets one.
     """
 
     conn: Connection
@@ -157,4 +167,5 @@ __all__ = [
     "GunUpgrade",
     "GunWs",
     "OwnerMessage",
+    "Shutdown",
 ]

@@ -21,7 +21,7 @@ from gluegun_actors.errors import (
     InvalidTimeout,
     StreamError,
 )
-from gluegun_actors.events import Down, GunData, GunDown, GunResponse, GunUp
+from gluegun_actors.events import Down, GunData, GunDown, GunResponse, GunUp, Shutdown
 
 T = 5000
 
@@ -121,7 +121,7 @@ def test_owner_thread_end_closes_the_connection(embedded_server) -> None:
     thread.start()
     thread.join(5)
     assert wait_until(lambda: not box["conn"].alive)
-    assert box["conn"].exit_reason == "owner_down"
+    assert box["conn"].exit_reason == Shutdown("owner_down")
     assert wait_until(lambda: embedded_server.live_connections == 0)
 
 
@@ -185,7 +185,7 @@ def test_owner_actor_death_closes_the_connection(embedded_server) -> None:
     assert wait_until(lambda: any(isinstance(m, GunUp) for m in owner.ask("messages")))
     owner.stop()
     assert wait_until(lambda: not conn.alive)
-    assert conn.exit_reason == "owner_down"
+    assert conn.exit_reason == Shutdown("owner_down")
 
 
 def test_set_owner_moves_later_messages(embedded_server) -> None:

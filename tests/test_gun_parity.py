@@ -29,9 +29,9 @@ from gluegun_actors.events import (
     GunUp,
     GunWs,
 )
-from gluegun_actors.message import Close
+from gluegun_actors.message import Close, Text
 from gluegun_actors.testing import Close as CloseStep
-from gluegun_actors.testing import Expect, Hold, Send, Sleep, pattern_bytes
+from gluegun_actors.testing import Expect, Hold, Send, Sleep, WsAccept, pattern_bytes
 
 T = 5000
 
@@ -394,3 +394,85 @@ def test_stream_info_of_a_websocket_before_and_after_the_upgrade(embedded_server
         assert connection.info(conn).protocol is connection.Protocol.WS
     finally:
         connection.close(conn)
+
+
+# -- keepalive: after silence ---------------------------------------------------------------
+
+
+def _frame(text: bytes) -> bytes:
+    return bytes((0x81, len(text))) + text  # an unmasked text frame, as a server sends
+
+
+def _client_pings(data: bytes) -> int:
+    """Ping frames a client sent after the handshake (masked, so 0x89 0x80.. headers)."""
+    head_end = data.find(b"\r\n\r\n") + 4
+    frames, pos, pings = data[head_end:], 0, 0
+    while pos + 6 <= len(frames):
+        opcode, length = frames[pos] & 0x0F, frames[pos + 1] & 0x7F
+        pings += opcode == 0x9
+        pos += 6 + length
+    return pings
+
+
+def test_a_websocket_keepalive_pings_only_after_silence(scripted_server, owner) -> None:
+    talk: list[Any] = []
+    for n in range(6):  # a message every 100 ms for 600 ms: never 250 ms of silence
+        talk += [Send(_frame(b"m%d" % n)), Sleep(100)]
+    server = scripted_server([[Expect(), WsAccept(), *talk, Hold()]])
+    conn = connection.open("127.0.0.1", server.port, connection.options(keepalive=250))
+    try:
+        stream = websocket.upgrade(conn, "/")
+        websocket.await_upgrade(conn, stream, T)
+        for n in range(6):
+            assert websocket.receive(conn, stream, T) == Text(f"m{n}")
+        assert _client_pings(server.received[0]) == 0  # the peer never went quiet
+        assert wait_until(lambda: _client_pings(server.received[0]) >= 1)  # now it has
+    finally:
+        connection.close(conn)
+
+
+def test_an_idle_http_connection_gets_an_empty_line_with_http_keepalive(scripted_server):
+    server = scripted_server([[Expect(), Send(OK), Hold()]])
+    conn = connection.open(
+        "127.0.0.1", server.port, connection.options(http_keepalive=100, retry=0)
+    )
+    try:
+        stream = http.get(conn, "/")
+        assert http.await_body(conn, stream, T) == b"ok"
+        assert wait_until(lambda: server.received and server.received[0].endswith(b"\r\n" * 4))
+        head, _, after = server.received[0].partition(b"\r\n\r\n")
+        assert head.startswith(b"GET / HTTP/1.1")
+        assert after and set(after.split(b"\r\n")) == {b""}  # only empty lines since
+    finally:
+        connection.close(conn)
+
+
+def test_without_http_keepalive_an_idle_connection_stays_quiet(scripted_server) -> None:
+    server = scripted_server([[Expect(), Send(OK), Hold()]])
+    conn = connection.open("127.0.0.1", server.port, connection.options(retry=0))
+    try:
+        stream = http.get(conn, "/")
+        http.await_body(conn, stream, T)
+        assert not wait_until(lambda: not server.received[0].endswith(b"\r\n\r\n"), 0.3)
+    finally:
+        connection.close(conn)
+
+
+# -- transport and connect timeouts -------------------------------------------------------
+
+
+def test_port_443_means_tls_unless_the_transport_is_given() -> None:
+    assert connection.options().transport_for(443) == "tls"
+    assert connection.options().transport_for(8443) == "tcp"
+    assert connection.options(transport="tcp").transport_for(443) == "tcp"
+    assert connection.options(transport="tls").transport_for(80) == "tls"
+
+
+def test_a_silent_tls_peer_runs_out_of_the_tls_handshake_timeout(scripted_server, owner):
+    server = scripted_server([[Hold()]])
+    options = connection.options(transport="tls", tls_handshake_timeout=200, retry=0)
+    conn = connection.open("127.0.0.1", server.port, options)
+    down = owner.receive(Down, T)
+    assert down.conn is conn
+    assert isinstance(down.reason, TimeoutError)
+    assert "tls_handshake_timeout" in str(down.reason)

@@ -312,6 +312,53 @@ def test_tls_handshake_to_a_silent_server_times_out(
     assert "TLS handshake" in str(event.error)
 
 
+def test_each_connect_phase_has_its_own_timeout(
+    reactor: rx.Reactor, listener: socket.socket
+) -> None:
+    """A quick TCP connect does not spend the TLS handshake's budget, and the error
+    names the phase that ran out."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    recorder = Recorder()
+    timeouts = rx.ConnectTimeouts(lookup=None, connect=5.0, tls=0.15)
+    started = time.monotonic()
+    reactor.connect(
+        LOOPBACK,
+        listener.getsockname()[1],
+        callback=recorder,
+        timeout=timeouts,
+        ssl_context=context,
+    )
+    event = recorder.expect(rx.ConnectFailed)
+    assert isinstance(event.error, TimeoutError)
+    assert "tls_handshake_timeout" in str(event.error)
+    assert time.monotonic() - started < 2.0  # the 5 s connect budget played no part
+    assert wait_until(lambda: reactor.transport_count() == 0 and reactor.timer_count() == 0)
+
+
+def test_a_name_lookup_that_hangs_runs_out_of_its_own_timeout(
+    reactor: rx.Reactor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+
+    def hang(port: int) -> list[Any]:
+        release.wait(5.0)
+        return loopback_info(port)
+
+    fake_resolver(monkeypatch, hang)
+    recorder = Recorder()
+    try:
+        timeouts = rx.ConnectTimeouts(lookup=0.15, connect=5.0, tls=None)
+        reactor.connect(FAKE_HOST, unused_port(), callback=recorder, timeout=timeouts)
+        event = recorder.expect(rx.ConnectFailed)
+        assert isinstance(event.error, TimeoutError)
+        assert "domain_lookup_timeout" in str(event.error)
+    finally:
+        release.set()
+    assert wait_until(lambda: reactor.transport_count() == 0)
+
+
 def test_close_while_connecting_suppresses_every_callback(
     reactor: rx.Reactor, hanging_port: int
 ) -> None:

@@ -16,7 +16,7 @@ from gluegun_actors.errors import (
     PongTimeout,
     RemoteProtocolError,
 )
-from gluegun_actors.events import Down, GunDown, GunError, GunWs
+from gluegun_actors.events import Down, GunDown, GunError, GunWs, Shutdown
 from gluegun_actors.message import Close, Text
 from gluegun_actors.testing import Close as CloseSocket
 from gluegun_actors.testing import Expect, Hold, ScriptedServer, Send, WsAccept
@@ -129,7 +129,7 @@ def test_owner_death_sends_close_1001() -> None:
         thread.join(5)
         assert _close_code_sent(server) == 1001
         assert box["conn"].finished.wait(5)
-        assert box["conn"].exit_reason == "owner_down"
+        assert box["conn"].exit_reason == Shutdown("owner_down")
 
 
 def test_an_oversized_message_fails_with_1009() -> None:

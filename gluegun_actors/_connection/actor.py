@@ -32,6 +32,7 @@ import contextlib
 import enum
 import logging
 import ssl
+import time
 from typing import Any, cast
 
 import pykka
@@ -39,13 +40,13 @@ import pykka
 from gluegun_actors._connection.commands import (
     Barrier,
     Cancel,
+    CloseGracefully,
     CloseNow,
     InfoRequest,
     OwnerDied,
     Request,
     RequestData,
     SetOwner,
-    Shutdown,
     StreamCommand,
     StreamInfoRequest,
     TimerFired,
@@ -66,6 +67,7 @@ from gluegun_actors._io import (
     Broken,
     Connected,
     ConnectFailed,
+    ConnectTimeouts,
     Eof,
     Reactor,
     Received,
@@ -92,13 +94,17 @@ from gluegun_actors.events import (
     GunDown,
     GunError,
     GunUp,
+    Shutdown,
 )
 
 log = logging.getLogger("gluegun_actors.connection")
 
+_now = time.monotonic
+
 __all__ = ["ConnectionActor", "State"]
 
-_CLOSED_BY_CALLER = "closed"
+_CLOSED_BY_CALLER = "shutdown"  # Gun's close goes through its supervisor: `shutdown`
+_OWNER_DOWN = Shutdown("owner_down")
 _LINGER_S = 1.0
 """How long a stopping connection's socket may go on sending what was written (a close frame)."""
 
@@ -138,6 +144,7 @@ class ConnectionActor(PooledActor):
         self.retries_left = options.retry
         self.attempt = 0
         self.reading_paused = False
+        self.last_received = 0.0  # time.monotonic() of the last read, for keepalive
         self.timers = ActorTimers(self.actor_ref)
         self.exit_reason: object = None
         self.closing_reason: object = "normal"
@@ -268,11 +275,11 @@ class ConnectionActor(PooledActor):
             case SetOwner(target=target):
                 self._set_owner(target)
                 return True
-            case Shutdown():
+            case CloseGracefully():
                 self._shutdown("normal")
             case OwnerDied():
                 self.owner_dead = True
-                self._shutdown("owner_down")
+                self._shutdown(_OWNER_DOWN)
             case CloseNow():
                 self.owner_dead = True  # the caller asked: nothing more is delivered
                 self._terminate(_CLOSED_BY_CALLER, linger=False)
@@ -286,17 +293,21 @@ class ConnectionActor(PooledActor):
         assert self.reactor is not None
         self.state = State.CONNECTING
         self.attempt += 1
-        self.tracer.emit("connect_start", attempt=self.attempt, transport=self.options.transport)
         opts = self.options
+        transport = opts.transport_for(self.conn.port)
+        self.tracer.emit("connect_start", attempt=self.attempt, transport=transport)
         context = None
-        if opts.transport == "tls":
+        if transport == "tls":
             context = opts.tls_context or ssl.create_default_context()
-        timeout = None if opts.connect_timeout is None else opts.connect_timeout / 1000.0
         self.transport = self.reactor.connect(
             self.conn.host,
             self.conn.port,
             callback=self._transport_callback(self.reactor),
-            timeout=timeout,
+            timeout=ConnectTimeouts(
+                lookup=_seconds(opts.domain_lookup_timeout),
+                connect=_seconds(opts.connect_timeout),
+                tls=_seconds(opts.tls_handshake_timeout),
+            ),
             ssl_context=context,
             server_hostname=opts.tls_server_name or self.conn.host,
         )
@@ -336,7 +347,7 @@ class ConnectionActor(PooledActor):
         self.state = State.CONNECTED
         self.retries_left = self.options.retry
         self.attempt = 0
-        default_port = 443 if self.options.transport == "tls" else 80
+        default_port = 443 if self.options.transport_for(self.conn.port) == "tls" else 80
         core = h1.Http1Client(
             self.conn.host,
             self.conn.port,
@@ -348,6 +359,7 @@ class ConnectionActor(PooledActor):
         queued, self.queued = self.queued, []
         for command in queued:
             self._on_command(command)
+        self.arm_keepalive()
         self._resume_reading()
 
     def _retry_or_stop(self, reason: object) -> None:
@@ -572,6 +584,7 @@ class ConnectionActor(PooledActor):
     # -- incoming -------------------------------------------------------------------------
 
     def _on_data(self, data: bytes) -> None:
+        self.last_received = _now()
         self.reading_paused = True
         if self.session is not None:
             self.session.receive(self, data)
@@ -583,6 +596,15 @@ class ConnectionActor(PooledActor):
     def start_timer(self, kind: TimerKind, delay_ms: int) -> None:
         assert self.reactor is not None
         self.timers.start(self.reactor, kind, delay_ms)
+
+    def arm_keepalive(self) -> None:
+        """Start the keepalive timer of the current session, if it has one: it fires after
+        that much silence from the peer."""
+        session = self.session
+        interval = None if session is None else session.keepalive_interval(self)
+        if interval is not None:
+            self.last_received = _now()
+            self.start_timer(TimerKind.KEEPALIVE, interval)
 
     def ws_setting(self, name: str) -> int | None:
         """A WebSocket timing: the upgrade's option if set, else the connection's."""
@@ -599,8 +621,15 @@ class ConnectionActor(PooledActor):
                     self._connect()
             case TimerKind.KEEPALIVE:
                 session = self.session
-                if isinstance(session, WsSession) and self.state is State.CONNECTED:
-                    session.keepalive(self)
+                interval = None if session is None else session.keepalive_interval(self)
+                if session is None or interval is None or self.state is not State.CONNECTED:
+                    return
+                silent = round((_now() - self.last_received) * 1000)
+                if silent < interval:  # heard from since: wait out the rest of the silence
+                    self.start_timer(TimerKind.KEEPALIVE, interval - silent)
+                    return
+                session.keepalive(self)
+                self.start_timer(TimerKind.KEEPALIVE, interval)
             case TimerKind.PONG:
                 timeout = self.ws_setting("pong_timeout")
                 self.lost(PongTimeout(f"the peer did not answer a ping within {timeout} ms"))
@@ -652,7 +681,7 @@ class ConnectionActor(PooledActor):
 
     def _owner_gone(self) -> None:
         self.owner_dead = True
-        self._shutdown("owner_down")
+        self._shutdown(_OWNER_DOWN)
 
     def _maybe_resume(self) -> None:
         if not self.reading_paused or self.transport is None:
@@ -695,7 +724,7 @@ class ConnectionActor(PooledActor):
         return ConnectionInfo(
             state_name=self.state.value,
             owner=self.owner.target,
-            transport=self.options.transport,
+            transport=self.options.transport_for(self.conn.port),
             protocol=self._protocol(),
             origin_host=self.conn.host,
             origin_port=self.conn.port,
@@ -707,6 +736,10 @@ class ConnectionActor(PooledActor):
             queued_commands=len(self.queued),
             retries_left=self.retries_left,
         )
+
+
+def _seconds(ms: int | None) -> float | None:
+    return None if ms is None else ms / 1000.0
 
 
 def _lost_error(ref: StreamRef, reason: object, unsent: bool) -> StreamError:

@@ -20,13 +20,13 @@ if TYPE_CHECKING:
 __all__ = [
     "Barrier",
     "Cancel",
+    "CloseGracefully",
     "CloseNow",
     "InfoRequest",
     "OwnerDied",
     "Request",
     "RequestData",
     "SetOwner",
-    "Shutdown",
     "StreamCommand",
     "StreamInfoRequest",
     "TimerFired",
@@ -96,7 +96,7 @@ class UpdateFlow:
 
 
 @dataclass(frozen=True, slots=True)
-class Shutdown:
+class CloseGracefully:
     """Close gracefully: finish what is in flight, then stop."""
 
 

@@ -77,6 +77,14 @@ class HttpSession:
             return
         actor.flush_out()
 
+    def keepalive_interval(self, actor: ConnectionActor) -> int | None:
+        return actor.options.http_keepalive
+
+    def keepalive(self, actor: ConnectionActor) -> None:
+        """Idle for the keepalive interval: an empty line, as Gun sends (see the option)."""
+        if self.core.keepalive():
+            actor.flush_out()
+
     def receive(self, actor: ConnectionActor, data: bytes) -> None:
         self.handle(actor, self.core.receive_data(data))
 
@@ -167,7 +175,7 @@ def _upgraded(
     actor.tracer.emit("ws_upgrade", stream=ref, headers=headers, protocol=negotiated.protocol)
     if not stream.cancelled:
         actor.to_stream(stream, GunUpgrade(actor.conn, ref, protocols, headers))
-    session.arm_keepalive(actor)
+    actor.arm_keepalive()
     session.handle(actor, core.initial_events())
 
 

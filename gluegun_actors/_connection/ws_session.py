@@ -107,16 +107,14 @@ class WsSession:
         actor.flush_out()
         return True
 
-    def arm_keepalive(self, actor: ConnectionActor) -> None:
-        interval = actor.ws_setting("keepalive")
-        if interval is not None:
-            actor.start_timer(TimerKind.KEEPALIVE, interval)
+    def keepalive_interval(self, actor: ConnectionActor) -> int | None:
+        return actor.ws_setting("keepalive")
 
     def keepalive(self, actor: ConnectionActor) -> None:
-        """The keepalive timer fired: ping, expect a pong in time, and arm it again."""
+        """The peer has been silent for the keepalive interval: ping it, and expect a pong
+        within `pong_timeout`."""
         self.core.send(Ping(b""))
         actor.flush_out()
         pong_timeout = actor.ws_setting("pong_timeout")
         if pong_timeout is not None and not actor.timers.running(TimerKind.PONG):
             actor.start_timer(TimerKind.PONG, pong_timeout)
-        self.arm_keepalive(actor)

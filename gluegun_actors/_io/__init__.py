@@ -11,6 +11,7 @@ Nothing here parses a protocol: bytes go up as `Received` events, bytes come dow
 through `Transport.write`.
 """
 
+from gluegun_actors._io.connecting import ConnectTimeouts
 from gluegun_actors._io.events import (
     Broken,
     Connected,
@@ -27,6 +28,7 @@ from gluegun_actors._io.transport import Transport
 __all__ = [
     "Broken",
     "ConnectFailed",
+    "ConnectTimeouts",
     "Connected",
     "Eof",
     "Reactor",

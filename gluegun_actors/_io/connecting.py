@@ -3,8 +3,10 @@
 These run on the reactor thread (resolution on a resolver thread), under the
 transport's lock, in the phases RESOLVING, CONNECTING and HANDSHAKING, and end in
 `on_open` (`Connected`) or the transport's `_fail` (`ConnectFailed`). Connects are
-non-blocking and the whole attempt is bounded by the connect timeout (`on_deadline`,
-which also ends a `close_after_flush` that took too long).
+non-blocking. Each phase has its own bound (`ConnectTimeouts`, as Gun's
+`domain_lookup_timeout`, `connect_timeout` and `tls_handshake_timeout`), started when
+the phase begins; `on_deadline` reports which one ran out (and also ends a
+`close_after_flush` that took too long).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import selectors
 import socket
 import ssl
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
@@ -27,11 +30,63 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gluegun_actors.reactor")
 
-__all__ = ["begin", "finish_connect", "on_deadline", "resolve_host", "tls_handshake"]
+__all__ = [
+    "ConnectTimeouts",
+    "begin",
+    "finish_connect",
+    "on_deadline",
+    "resolve_host",
+    "start_deadline",
+    "tls_handshake",
+]
 
 _READ: Final = selectors.EVENT_READ
 _WRITE: Final = selectors.EVENT_WRITE
 _CONNECT_PENDING: Final = frozenset({errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY})
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectTimeouts:
+    """Seconds each phase of a connect may take (None: as long as the OS allows)."""
+
+    lookup: float | None = None
+    """Resolving the name (not used for an IP literal)."""
+    connect: float | None = None
+    """The TCP connect, over every address the name resolved to."""
+    tls: float | None = None
+    """The TLS handshake."""
+
+    @classmethod
+    def every(cls, seconds: float | None) -> ConnectTimeouts:
+        """The same bound for each phase."""
+        return cls(seconds, seconds, seconds)
+
+    def of(self, phase: Phase) -> float | None:
+        match phase:
+            case Phase.RESOLVING:
+                return self.lookup
+            case Phase.CONNECTING:
+                return self.connect
+            case Phase.HANDSHAKING:
+                return self.tls
+        return None
+
+
+_STEPS: Final = {
+    Phase.RESOLVING: "resolving the name (domain_lookup_timeout)",
+    Phase.CONNECTING: "connecting (connect_timeout)",
+    Phase.HANDSHAKING: "in the TLS handshake (tls_handshake_timeout)",
+}
+
+
+def start_deadline(transport: Transport, phase: Phase) -> None:
+    """Bound `phase`, which is starting, by its timeout (replacing the last phase's)."""
+    transport._cancel_deadline()
+    seconds = transport._timeouts.of(phase)
+    if seconds is not None:
+        transport._deadline = transport._reactor._schedule_internal(
+            seconds, partial(on_deadline, transport)
+        )
 
 
 def resolve_host(transport: Transport) -> None:
@@ -57,6 +112,7 @@ def begin(transport: Transport, addresses: list[AddrInfo]) -> None:
     if transport._phase is not Phase.RESOLVING:
         return
     transport._addresses.extend(addresses)
+    start_deadline(transport, Phase.CONNECTING)
     try_next_address(transport)
 
 
@@ -128,6 +184,7 @@ def tcp_connected(transport: Transport) -> None:
         transport._fail(error)
         return
     transport._set_phase(Phase.HANDSHAKING)
+    start_deadline(transport, Phase.HANDSHAKING)
     tls_handshake(transport)
 
 
@@ -175,15 +232,11 @@ def on_deadline(transport: Transport) -> None:
     transport._deadline = None
     phase = transport._phase
     if phase in CONNECTING_PHASES:
-        step = {
-            Phase.RESOLVING: "resolving the name",
-            Phase.CONNECTING: "connecting",
-            Phase.HANDSHAKING: "in the TLS handshake",
-        }[phase]
+        seconds = transport._timeouts.of(phase) or 0.0
         transport._fail(
             TimeoutError(
-                f"connecting to {transport.host}:{transport.port} took longer than "
-                f"{transport._timeout:g} s (gave up while {step})"
+                f"connecting to {transport.host}:{transport.port}: gave up after "
+                f"{seconds:g} s {_STEPS[phase]}"
             )
         )
     elif phase is Phase.FLUSHING:

@@ -44,6 +44,7 @@ from typing import Final
 
 from gluegun_actors._io import connecting
 from gluegun_actors._io.addresses import numeric_addresses
+from gluegun_actors._io.connecting import ConnectTimeouts
 from gluegun_actors._io.events import TransportCallback
 from gluegun_actors._io.timers import TimerHandle, TimerHeap
 from gluegun_actors._io.transport import Transport
@@ -208,7 +209,7 @@ class Reactor:
         port: int,
         *,
         callback: TransportCallback,
-        timeout: float | None,
+        timeout: float | ConnectTimeouts | None,
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
     ) -> Transport:
@@ -216,15 +217,19 @@ class Reactor:
 
         Names are resolved on a small resolver pool (IP literals are not); each address
         is tried in turn with a non-blocking connect; with `ssl_context` the TLS
-        handshake follows, also non-blocking. The whole attempt is bounded by `timeout`
-        seconds (None: no bound). The outcome is `Connected` or `ConnectFailed`.
+        handshake follows, also non-blocking. Each phase is bounded by its own timeout
+        (`ConnectTimeouts`; a number bounds each phase by that many seconds; None: no
+        bound). The outcome is `Connected` or `ConnectFailed`.
         """
-        transport = Transport(self, host, port, callback, timeout, ssl_context, server_hostname)
-        if timeout is not None:
-            transport._deadline = self._schedule(
-                timeout, partial(connecting.on_deadline, transport), internal=False
-            )
+        timeouts = (
+            timeout if isinstance(timeout, ConnectTimeouts) else ConnectTimeouts.every(timeout)
+        )
+        transport = Transport(self, host, port, callback, timeouts, ssl_context, server_hostname)
         numeric = numeric_addresses(host, port)
+        if numeric is None and timeouts.lookup is not None:
+            transport._deadline = self._schedule(
+                timeouts.lookup, partial(connecting.on_deadline, transport), internal=False
+            )
         wake = False
         with self._lock:
             if self._life not in (_Life.NEW, _Life.RUNNING):

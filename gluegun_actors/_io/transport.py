@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Final
 
 from gluegun_actors._io import connecting
 from gluegun_actors._io.addresses import Address, AddrInfo
+from gluegun_actors._io.connecting import ConnectTimeouts
 from gluegun_actors._io.events import (
     Broken,
     ConnectFailed,
@@ -114,7 +115,7 @@ class Transport:
         "_sockname",
         "_ssl_context",
         "_sync_posted",
-        "_timeout",
+        "_timeouts",
         "_tls_want",
         "host",
         "port",
@@ -126,7 +127,7 @@ class Transport:
         host: str,
         port: int,
         callback: TransportCallback,
-        timeout: float | None,
+        timeouts: ConnectTimeouts,
         ssl_context: ssl.SSLContext | None,
         server_hostname: str | None,
     ) -> None:
@@ -135,7 +136,7 @@ class Transport:
         self.host = host
         self.port = port
         self._callback = callback
-        self._timeout = timeout
+        self._timeouts = timeouts
         self._ssl_context = ssl_context
         self._server_hostname = server_hostname
         # Guarded by `_delivering` (any thread may close; the reactor thread delivers):

@@ -261,6 +261,14 @@ class Http1Client:
             self._phase = _Phase.CLOSING
         return events
 
+    def keepalive(self) -> bool:
+        """Queue an empty line if the connection is idle (nothing in flight, nothing held):
+        Gun's HTTP keepalive. Returns whether it did."""
+        if self._phase is not _Phase.OPEN or self._unfinished or self._held:
+            return False
+        self._outbox.append(b"\r\n")
+        return True
+
     def data_to_send(self) -> bytes:
         """The bytes queued for the socket since the last call (drains the outbox)."""
         outbox = self._outbox
