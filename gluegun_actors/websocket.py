@@ -15,6 +15,7 @@ never upgraded again behind the caller's back; upgrade anew after `GunUp`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -40,7 +41,7 @@ from gluegun_actors.errors import (
 )
 from gluegun_actors.events import GunData, GunResponse, GunTrailers, GunUpgrade, GunWs
 from gluegun_actors.http import ReplyTo
-from gluegun_actors.mailbox import Keep
+from gluegun_actors.mailbox import Keep, current
 from gluegun_actors.message import AppFrame, Binary, Close, Frame, Ping, Pong, Text
 
 __all__ = [
@@ -283,16 +284,23 @@ class Socket:
 def connect(*, host: str, port: int, path: str = "/", options: Options | None = None) -> Socket:
     """Open a connection, upgrade it on `path`, and return the `Socket`.
 
-    On any failure the connection is closed before the error is raised.
+    Its messages go to the calling thread's mailbox (or the owner given in the connection
+    options), where the Socket API's blocking calls read them, also when called from
+    inside a Pykka actor. On any failure the connection is closed before the error is
+    raised.
     """
     if options is None:
         options = Options()
     elif not isinstance(options, Options):
         raise InvalidOptions("options must come from websocket.options()")
-    conn = connection.open(host, port, options.connection)
+    conn_options = options.connection or connection.Options()
+    if conn_options.owner is None:  # blocking calls read a mailbox, even inside an actor
+        conn_options = dataclasses.replace(conn_options, owner=current())
+    conn = connection.open(host, port, conn_options)
     try:
         protocol = connection.await_up(conn, _wait_timeout(options))
-        stream = upgrade_with_protocol(conn, protocol, path, [], options)
+        reply_to = conn_options.owner
+        stream = upgrade_with_protocol(conn, protocol, path, [], options, reply_to=reply_to)
         answer = await_upgrade(conn, stream, _wait_timeout(options))
     except BaseException:
         _discard(conn)

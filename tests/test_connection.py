@@ -9,6 +9,7 @@ from typing import Any
 import pykka
 import pytest
 from polling import wait_until
+from recording import RecordingActor
 
 from gluegun_actors import connection, http, mailbox
 from gluegun_actors._connection.actor import ConnectionActor
@@ -148,20 +149,8 @@ def test_an_ended_owner_threads_connection_stops_on_a_worker(embedded_server) ->
     assert stopped_on[0].name.startswith("gluegun-worker")
 
 
-class _Owner(pykka.ThreadingActor):
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[Any] = []
-
-    def on_receive(self, message: Any) -> Any:
-        if message == "messages":
-            return list(self.messages)
-        self.messages.append(message)
-        return None
-
-
 def test_an_actor_owner_receives_messages_in_on_receive(embedded_server) -> None:
-    owner = _Owner.start()
+    owner = RecordingActor.start()
     try:
         conn = connection.open("127.0.0.1", embedded_server.port, connection.options(owner=owner))
         stream = http.get(conn, "/", reply_to=owner)
@@ -178,7 +167,7 @@ def test_an_actor_owner_receives_messages_in_on_receive(embedded_server) -> None
 
 
 def test_owner_actor_death_closes_the_connection(embedded_server) -> None:
-    owner = _Owner.start()
+    owner = RecordingActor.start()
     conn = connection.open(
         "127.0.0.1", embedded_server.port, connection.options(owner=owner, owner_check_interval=20)
     )

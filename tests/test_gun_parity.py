@@ -11,6 +11,7 @@ import pykka
 import pytest
 from peers import stdlib_server
 from polling import wait_until
+from recording import RecordingActor
 
 from gluegun_actors import connection, http, mailbox, websocket
 from gluegun_actors.errors import (
@@ -209,22 +210,10 @@ def test_four_workers_share_a_connection_and_nothing_crosses_over(embedded_serve
         connection.close(conn)
 
 
-class _Collector(pykka.ThreadingActor):
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[Any] = []
-
-    def on_receive(self, message: Any) -> Any:
-        if message == "messages":
-            return list(self.messages)
-        self.messages.append(message)
-        return None
-
-
 def test_a_request_made_inside_an_actor_replies_to_that_actor(embedded_server, owner) -> None:
     conn = connection.open("127.0.0.1", embedded_server.port)
 
-    class Requester(_Collector):
+    class Requester(RecordingActor):
         def on_receive(self, message: Any) -> Any:
             if message == "request":
                 return http.get(conn, "/")
@@ -476,3 +465,37 @@ def test_a_silent_tls_peer_runs_out_of_the_tls_handshake_timeout(scripted_server
     assert down.conn is conn
     assert isinstance(down.reason, TimeoutError)
     assert "tls_handshake_timeout" in str(down.reason)
+
+
+# -- the caller, inside an actor ----------------------------------------------------------
+
+
+def test_a_connection_opened_inside_an_actor_is_owned_by_that_actor(embedded_server) -> None:
+    class Opener(RecordingActor):
+        def on_receive(self, message: Any) -> Any:
+            if message == "open":
+                return connection.open("127.0.0.1", embedded_server.port)
+            return super().on_receive(message)
+
+    actor = Opener.start()
+    try:
+        conn = actor.ask("open", timeout=5)
+        assert wait_until(lambda: any(isinstance(m, GunUp) for m in actor.ask("messages")))
+        assert connection.info(conn).owner == actor
+        connection.close(conn)
+    finally:
+        actor.stop()
+
+
+def test_the_socket_api_works_inside_an_actor(embedded_server) -> None:
+    class Echo(pykka.ThreadingActor):
+        def on_receive(self, message: Any) -> Any:
+            with websocket.connect(host="127.0.0.1", port=embedded_server.port, path="/ws") as s:
+                websocket.send_text(s, message)
+                return websocket.receive_app_frame(s)
+
+    actor = Echo.start()
+    try:
+        assert actor.ask("from an actor", timeout=10) == Text("from an actor")
+    finally:
+        actor.stop()

@@ -225,7 +225,7 @@ class ConnectionActor(PooledActor):
         seen: dict[int, Destination] = {}
         for stream in self.streams.values():
             target = stream.destination.target
-            if target is not owner and not stream.cancelled:
+            if target != owner and not stream.cancelled:
                 seen.setdefault(id(target), stream.destination)
         return list(seen.values())
 
@@ -399,7 +399,7 @@ class ConnectionActor(PooledActor):
                 continue
             # An HTTP stream gets its error; a WebSocket stream is told by the GunDown
             # below, unless its messages go elsewhere: then its reply_to is told too.
-            if stream.ws_options is None or stream.destination.target is not owner:
+            if stream.ws_options is None or stream.destination.target != owner:
                 self.stream_error(stream, _lost_error(ref, reason, ref in unsent))
         self.tracer.emit("disconnect", reason=reason, killed_streams=killed)
         self._drop_connection()
@@ -501,7 +501,7 @@ class ConnectionActor(PooledActor):
     def destination_of(self, ref: StreamRef) -> Destination:
         """Where `ref`'s messages go: its `reply_to`, or the owner when it names none."""
         reply_to = ref.reply_to
-        if reply_to is None or reply_to is self.owner.target:
+        if reply_to is None or reply_to == self.owner.target:  # (ActorRefs compare by urn)
             return self.owner
         return destination(reply_to)
 
@@ -670,7 +670,7 @@ class ConnectionActor(PooledActor):
         if stream.cancelled or not messages:
             return
         target = stream.destination
-        if target is self.owner or target.target is self.owner.target:
+        if target is self.owner or target.target == self.owner.target:
             if not self.owner_dead and not self.owner.deliver_all(messages, self.held_wakeups):
                 self._owner_gone()
         elif not target.deliver_all(messages, self.held_wakeups):
