@@ -127,6 +127,21 @@ def test_a_real_server_that_closes_gets_the_next_request_on_a_new_connection() -
             connection.close(conn)
 
 
+def test_a_real_server_that_closes_with_retry_0_fails_the_next_request_unsent() -> None:
+    with stdlib_server() as server:
+        conn = connection.open("127.0.0.1", server.server_port, connection.options(retry=0))
+        try:
+            slow = http.get(conn, "/slow-close")
+            http.await_response(conn, slow, T)
+            after = http.get(conn, "/")
+            with pytest.raises(StreamError, match=r"retry is 0.*not sent"):
+                http.await_response(conn, after, T)
+            assert http.await_body(conn, slow, T) == b"later"
+            assert server.paths == ["/slow-close"]
+        finally:
+            connection.close(conn)
+
+
 # -- a clean WebSocket shutdown ends its stream cleanly -----------------------------------
 
 
