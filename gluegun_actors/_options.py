@@ -96,8 +96,6 @@ class Options:
     event_handler: EventHandler | None = None
     max_header_block_size: int = DEFAULT_MAX_HEADER_BLOCK_SIZE
     """Largest response header block accepted, bytes; more is a protocol error."""
-    owner_check_interval: int = 200
-    """How often an owner that is a Pykka actor is checked for life, ms."""
 
     def __post_init__(self) -> None:
         for name in ("retry_timeout", "retry_max_timeout", "closing_timeout"):
@@ -111,7 +109,6 @@ class Options:
             "pong_timeout",
         ):
             _set(self, name, _milliseconds(name, getattr(self, name), optional=True))
-        _set(self, "owner_check_interval", _positive_ms("owner_check_interval", self))
         _count("retry", self.retry, optional=False)
         _count("flow", self.flow, optional=True)
         backoff = self.retry_backoff
@@ -260,13 +257,6 @@ def _milliseconds(name: str, value: object, *, optional: bool) -> int | None:
         return timeout_ms(value)
     except InvalidTimeout as error:
         raise InvalidOptions(f"option {name}: {error}") from None
-
-
-def _positive_ms(name: str, options: Options) -> int:
-    ms = _milliseconds(name, getattr(options, name), optional=False)
-    if not ms:
-        raise InvalidOptions(f"option {name} must be at least 1 ms")
-    return ms
 
 
 def _count(name: str, value: object, *, optional: bool) -> None:

@@ -15,7 +15,7 @@ every message that arrived before the loss; `Down` is the last message of a conn
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from gluegun_actors._types import Headers, Protocol, StreamRef
 from gluegun_actors.message import Frame
@@ -128,7 +128,11 @@ class Shutdown:
 
 @dataclass(frozen=True, slots=True)
 class Down:
-    """The connection actor has stopped: nothing more will come from `conn` (Erlang's 'DOWN').
+    """What was watched has stopped: nothing more will come from `conn` (Erlang's 'DOWN').
+
+    The connection tells its owner so; a monitor (`supervisor.monitor`) tells its owner so
+    of any actor, a `Connection` or a `Supervisor`: then `conn` is that target and
+    `monitor` the `MonitorRef` (None when the connection itself sent it).
 
     `reason` says why, as Gun names it (see docs/gun-semantics.md): `"normal"` after a
     graceful `shutdown`, `"shutdown"` after `close`, `Shutdown("owner_down")` when the
@@ -137,8 +141,9 @@ class Down:
     a `reply_to` that still had a live stream always gets one.
     """
 
-    conn: Connection
+    conn: Connection | Any
     reason: object
+    monitor: object = None
 
 
 OwnerMessage: TypeAlias = (

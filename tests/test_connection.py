@@ -168,9 +168,7 @@ def test_an_actor_owner_receives_messages_in_on_receive(embedded_server) -> None
 
 def test_owner_actor_death_closes_the_connection(embedded_server) -> None:
     owner = RecordingActor.start()
-    conn = connection.open(
-        "127.0.0.1", embedded_server.port, connection.options(owner=owner, owner_check_interval=20)
-    )
+    conn = connection.open("127.0.0.1", embedded_server.port, connection.options(owner=owner))
     assert wait_until(lambda: any(isinstance(m, GunUp) for m in owner.ask("messages")))
     owner.stop()
     assert wait_until(lambda: not conn.alive)

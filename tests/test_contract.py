@@ -29,7 +29,6 @@ T = 5000
         ({"closing_timeout": None}, "closing_timeout"),
         ({"transport": "udp"}, "transport"),
         ({"tls_server_name": ""}, "tls_server_name"),
-        ({"owner_check_interval": 0}, "owner_check_interval"),
         ({"max_header_block_size": 0}, "max_header_block_size"),
         ({"event_handler": "print"}, "event_handler"),
     ],

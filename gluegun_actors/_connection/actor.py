@@ -554,9 +554,7 @@ class ConnectionActor(PooledActor):
         self._watch_owner()
 
     def _watch_owner(self) -> None:
-        assert self.reactor is not None
-        interval = self.options.owner_check_interval / 1000.0
-        self.owner_monitor = self.owner.monitor(self._owner_died_callback, self.reactor, interval)
+        self.owner_monitor = self.owner.monitor(self._owner_died_callback)
 
     def _shutdown(self, reason: object) -> None:
         """Graceful: finish what is in flight, fail the rest, then stop (no GunDown)."""

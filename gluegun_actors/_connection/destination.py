@@ -5,23 +5,20 @@ A destination is a `Mailbox` (plain threads) or a Pykka `ActorRef` (messages arr
 `on_receive`). The owner gets the connection's own messages (`GunUp`, `GunDown`, `Down`);
 a stream's messages go to its `reply_to`, by default whoever started it (`caller()`), as
 in Gun. Gun monitors its owner process; here a mailbox tells its monitors when its thread
-ends (or it is closed), and actor owners are polled by one shared watcher on the
-reactor's timer heap, however many connections they own.
+ends (or it is closed), and an actor owner is watched by its death watch
+(`_runtime.deathwatch`): its death is noticed as it happens, with no polling.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pykka
 
-from gluegun_actors._io.reactor import Reactor
-from gluegun_actors._io.timers import TimerHandle
 from gluegun_actors._io.wakeups import HeldWakeups
+from gluegun_actors._runtime import deathwatch
 from gluegun_actors._runtime.caller import calling_actor
 from gluegun_actors.mailbox import Mailbox, current
 
@@ -56,11 +53,8 @@ class Destination:
         """
         return all(self.deliver(message) for message in messages)
 
-    def monitor(self, callback: Callable[[], None], reactor: Reactor, interval: float) -> object:
-        """Call `callback` once, from any thread, when the destination dies.
-
-        An actor is checked every `interval` seconds on `reactor`'s timers.
-        """
+    def monitor(self, callback: Callable[[], None]) -> object:
+        """Call `callback` once, from any thread, when the destination dies."""
         raise NotImplementedError
 
     def demonitor(self, handle: object) -> None:
@@ -82,7 +76,7 @@ class MailboxDestination(Destination):
         self.mailbox._put_all(messages, held)  # type: ignore[union-attr]
         return True
 
-    def monitor(self, callback: Callable[[], None], reactor: Reactor, interval: float) -> object:
+    def monitor(self, callback: Callable[[], None]) -> object:
         return self.mailbox.monitor(callback)  # type: ignore[union-attr]
 
     def demonitor(self, handle: object) -> None:
@@ -103,11 +97,12 @@ class ActorDestination(Destination):
             return False
         return True
 
-    def monitor(self, callback: Callable[[], None], reactor: Reactor, interval: float) -> object:
-        return _watcher.watch(self.ref, callback, reactor, interval)
+    def monitor(self, callback: Callable[[], None]) -> object:
+        return deathwatch.watch(self.ref, lambda reason: callback())
 
     def demonitor(self, handle: object) -> None:
-        _watcher.unwatch(handle)
+        if isinstance(handle, int):
+            deathwatch.unwatch(self.ref, handle)
 
 
 def destination(target: Target) -> Destination:
@@ -115,60 +110,3 @@ def destination(target: Target) -> Destination:
     if isinstance(target, Mailbox):
         return MailboxDestination(target)
     return ActorDestination(target)
-
-
-class _ActorWatcher:
-    """Polls watched actor refs on one reactor timer; fires callbacks for dead ones.
-
-    The timer runs at the shortest interval any current watch asked for.
-    """
-
-    def __init__(self) -> None:
-        # Guarded by `_lock` (actors' turns watch and unwatch; the reactor thread checks):
-        self._lock = threading.Lock()
-        self._watches: dict[int, tuple[pykka.ActorRef[Any], Callable[[], None], float]] = {}
-        self._ids = itertools.count()
-        self._timer: TimerHandle | None = None
-        self._reactor: Reactor | None = None
-
-    def watch(
-        self,
-        ref: pykka.ActorRef[Any],
-        callback: Callable[[], None],
-        reactor: Reactor,
-        interval: float,
-    ) -> int:
-        handle = next(self._ids)
-        with self._lock:
-            self._watches[handle] = (ref, callback, interval)
-            if self._timer is None or self._reactor is not reactor:
-                self._reactor = reactor
-                self._timer = reactor.call_later(interval, self._check)
-        return handle
-
-    def unwatch(self, handle: object) -> None:
-        with self._lock:
-            self._watches.pop(handle, None)  # type: ignore[call-overload]
-            if not self._watches and self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
-    def _check(self) -> None:
-        with self._lock:
-            dead = [(h, cb) for h, (ref, cb, _) in self._watches.items() if not ref.is_alive()]
-            for handle, _ in dead:
-                del self._watches[handle]
-            reactor = self._reactor
-            if self._watches and reactor is not None and reactor.running:
-                interval = min(seconds for _, _, seconds in self._watches.values())
-                self._timer = reactor.call_later(interval, self._check)
-            else:
-                self._timer = None
-        for _, callback in dead:
-            try:
-                callback()
-            except Exception:
-                log.exception("owner-down callback failed")
-
-
-_watcher = _ActorWatcher()

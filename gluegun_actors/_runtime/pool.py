@@ -77,6 +77,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import pykka
@@ -84,6 +85,7 @@ from pykka import ActorDeadError, ActorRegistry, messages
 from pykka._envelope import Envelope
 
 from gluegun_actors._io.wakeups import HeldWakeups
+from gluegun_actors._runtime.deathwatch import NORMAL, exited, record
 
 if TYPE_CHECKING:
     from pykka._actor import ActorInbox
@@ -504,6 +506,7 @@ class _Inbox:
             else:
                 reply_to.set_exception(_dead(f"{actor.actor_ref} stopped before handling it"))
         self._actor = None
+        exited(actor)  # its death watch, if any, fires now: the actor is fully stopped
         release = self._release
         assert release is not None
         release()
@@ -533,6 +536,10 @@ class PooledActor(pykka.Actor):
     Read when the actor starts; changing it later does not move running actors.
     """
 
+    _records_its_exit: ClassVar[bool] = True
+    """Its death watch needs no wrapping: `_handle_failure` and `_stop` record why it
+    stops (see `_runtime.deathwatch`)."""
+
     held_wakeups: HeldWakeups | None = None
     """During a turn run by `tell_holding`'s handoff: the wakeups the running thread holds
     back (pass them to `Mailbox` deliveries); None otherwise. Set by the pool, per turn."""
@@ -558,6 +565,19 @@ class PooledActor(pykka.Actor):
             scheduler._release()
             ActorRegistry.unregister(self.actor_ref)
             raise
+
+    def _handle_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        record(self, exception_value)
+        super()._handle_failure(exception_type, exception_value, traceback)
+
+    def _stop(self) -> None:
+        record(self, NORMAL)  # unless a BaseException was recorded first (_pool_handle)
+        super()._stop()
 
     def _pool_start(self) -> None:
         """Pykka's loop setup: on_start; a failure is logged and stops the actor."""
@@ -585,6 +605,7 @@ class PooledActor(pykka.Actor):
                     self._handle_failure(*sys.exc_info())
         except BaseException as error:  # Pykka stops everything on these
             pykka_log.debug("%r in %s. Stopping all actors.", error, self)
+            record(self, error)
             self._stop()
             ActorRegistry.stop_all(block=False)  # blocking here could wait on this worker
             if isinstance(error, KeyboardInterrupt):
