@@ -3,12 +3,13 @@
 Each connection is a Pykka actor that owns its socket, speaks HTTP/1.1 and WebSocket,
 reconnects by policy and reports to its owner with Gun's messages (`GunUp`, `GunDown`,
 `GunResponse`, `GunData`, `GunWs`, ...). Public modules: `connection`, `http`,
-`websocket`, `message`, `events`, `mailbox`, `errors`, `testing`.
+`websocket`, `message`, `events`, `mailbox`, `supervisor`, `errors`, `testing`.
 """
 
 from gluegun_actors.errors import (
     AwaitTimeout,
     BadStateError,
+    ChildStartError,
     ClosingTimeout,
     ConnectionDown,
     ConnectionTerminated,
@@ -22,6 +23,7 @@ from gluegun_actors.errors import (
     ProtocolError,
     RemoteProtocolError,
     StreamError,
+    SupervisorError,
     UnsupportedProtocol,
     UpgradeFailed,
     WebSocketClosed,
@@ -32,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AwaitTimeout",
     "BadStateError",
+    "ChildStartError",
     "ClosingTimeout",
     "ConnectionDown",
     "ConnectionTerminated",
@@ -45,6 +48,7 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "StreamError",
+    "SupervisorError",
     "UnsupportedProtocol",
     "UpgradeFailed",
     "WebSocketClosed",

@@ -134,3 +134,20 @@ class ClosingTimeout(GluegunError, TimeoutError):
 
 class UnsupportedProtocol(BadStateError):
     """The operation needs a protocol this connection does not speak (WebSocket over HTTP/2)."""
+
+
+class SupervisorError(GluegunError):
+    """A supervisor refused an operation: an unknown or duplicate child, a child that is
+    (or is not) running, or a supervisor that has stopped. The message says which."""
+
+
+class ChildStartError(SupervisorError):
+    """A child's start callable raised, or returned something that is not an actor.
+
+    `child_id` names the child; `__cause__` is what the start callable raised. When a
+    supervisor's own start fails so, every child it had started is stopped first.
+    """
+
+    def __init__(self, message: str, child_id: object) -> None:
+        super().__init__(message)
+        self.child_id = child_id
