@@ -125,6 +125,8 @@ class Wait(Generic[T]):
         if kind is GunError and message.stream in (stream, None):  # type: ignore[attr-defined]
             return self.fail(failure(self.conn, message), keep=False)
         if kind is GunDown and stream in message.killed_streams:  # type: ignore[attr-defined]
+            if stream.resilient:
+                return False  # it will be upgraded again: wait on
             return self.fail(failure(self.conn, message), keep=True)
         return False
 

@@ -193,6 +193,11 @@ class WsOptions:
     with 1009."""
     flow: int | None = None
     """Flow credits (messages) for the stream; None = the connection's `flow`."""
+    reupgrade: bool = False
+    """After each reconnect, redo the upgrade (same path, headers, subprotocols and
+    extensions) on the same stream: the owner gets `GunDown`, `GunUp`, then a fresh
+    `GunUpgrade` for the same `StreamRef`. A refusal (a 4xx or 5xx) ends the stream with a
+    `GunError` carrying `UpgradeFailed`, and is not retried."""
     connection: Options | None = None
     """Connection options for `connect` / `with_socket`."""
     timeout: int | None = 5000
@@ -203,7 +208,7 @@ class WsOptions:
             raise InvalidOptions(f"protocol must be a Protocol, got {self.protocol!r}")
         _set(self, "headers", _upgrade_headers(self.headers))
         _set(self, "subprotocols", _subprotocols(self.subprotocols))
-        for name in ("compress", "silence_pings"):
+        for name in ("compress", "silence_pings", "reupgrade"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidOptions(f"{name} must be a bool, got {getattr(self, name)!r}")
         for name in ("keepalive", "pong_timeout", "closing_timeout", "timeout"):

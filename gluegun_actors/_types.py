@@ -40,6 +40,9 @@ class StreamRef:
     reply_to: Any = field(default=None, compare=False, repr=False)
     """Where the stream's messages go (a `Mailbox` or a Pykka `ActorRef`): what the call
     that started it was given as `reply_to`, else its caller. The await helpers wait there."""
+    resilient: bool = field(default=False, compare=False, repr=False)
+    """A WebSocket upgraded with `reupgrade`: it outlives its connection's losses, so a
+    wait on it is not ended by a `GunDown`."""
 
     def __repr__(self) -> str:
         return f"StreamRef({self.id})"

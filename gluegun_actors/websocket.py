@@ -128,7 +128,7 @@ def upgrade_with_protocol(
     target = check_reply_to(reply_to)
     if conn.protocol is Protocol.WS:
         raise BadStateError(f"{conn!r} is already upgraded to WebSocket")
-    stream = StreamRef(reply_to=target)
+    stream = StreamRef(reply_to=target, resilient=options.reupgrade)
     conn.tell(commands.Upgrade(stream, path, checked, options))
     return stream
 
@@ -164,8 +164,14 @@ def send(conn: Connection, stream: StreamRef, frame: Frame | Sequence[Frame]) ->
     conn.check_alive()
     if stream not in conn.ws_streams:
         raise BadStateError(
-            f"{stream!r} is not an upgraded WebSocket stream of {conn!r}: call await_upgrade "
-            "first (or upgrade again: a reconnect brings the connection back as plain HTTP)"
+            f"{stream!r} is not an upgraded WebSocket stream of {conn!r} now: "
+            + (
+                "it is being upgraded again after a reconnect (reupgrade); wait for its "
+                "GunUpgrade (websocket.await_upgrade)"
+                if stream.resilient
+                else "call await_upgrade first (or upgrade again: a reconnect brings the "
+                "connection back as plain HTTP)"
+            )
         )
     conn.tell(commands.WsSend(stream, frames))
 
@@ -191,6 +197,8 @@ class _FrameWait(Wait[Frame]):
             self.frame = message.frame
             self.finished = True
             return True
+        if type(message) is GunUpgrade and self.stream is not None and self.stream.resilient:
+            return True  # upgraded again after a reconnect: take it and wait on
         if type(message) in (GunUpgrade, GunResponse):
             error = BadStateError(
                 f"the upgrade answer of {self.stream!r} is still in the mailbox: call "

@@ -397,6 +397,9 @@ class ConnectionActor(PooledActor):
             stream = self.streams.pop(ref, None)
             if stream is None:
                 continue
+            if _resilient(stream):
+                self._reupgrade_later(stream)
+                continue
             # An HTTP stream gets its error; a WebSocket stream is told by the GunDown
             # below, unless its messages go elsewhere: then its reply_to is told too.
             if stream.ws_options is None or stream.destination.target != owner:
@@ -411,6 +414,18 @@ class ConnectionActor(PooledActor):
         self.retries_left = self.options.retry
         self.attempt = 0
         self._retry_or_stop(reason)
+
+    def _reupgrade_later(self, stream: Stream) -> None:
+        """A `reupgrade` WebSocket survives the loss: its upgrade is redone after the
+        next `GunUp`, on the same stream (fresh credits, a fresh handshake)."""
+        assert stream.upgrade is not None
+        options = stream.upgrade.options
+        stream.credits = options.flow if options.flow is not None else self.options.flow
+        stream.handshake = None
+        stream.responding = False
+        stream.reupgrades += 1
+        self.streams[stream.ref] = stream
+        self.queued.append(stream.upgrade)
 
     def defer(self, command: StreamCommand) -> None:
         """A request this connection can no longer take: it waits for the next `GunUp`
@@ -495,7 +510,7 @@ class ConnectionActor(PooledActor):
         target = self.destination_of(command.stream)
         if isinstance(command, Upgrade):
             flow = command.options.flow if command.options.flow is not None else self.options.flow
-            return Stream(command.stream, flow, target, ws_options=command.options)
+            return Stream(command.stream, flow, target, ws_options=command.options, upgrade=command)
         return Stream(command.stream, self.options.flow, target)
 
     def destination_of(self, ref: StreamRef) -> Destination:
@@ -734,6 +749,10 @@ class ConnectionActor(PooledActor):
             queued_commands=len(self.queued),
             retries_left=self.retries_left,
         )
+
+
+def _resilient(stream: Stream) -> bool:
+    return stream.upgrade is not None and stream.upgrade.options.reupgrade
 
 
 def _seconds(ms: int | None) -> float | None:

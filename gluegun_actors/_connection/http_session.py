@@ -16,7 +16,7 @@ from gluegun_actors._protocol import http1 as h1
 from gluegun_actors._protocol.ws import WsConnection
 from gluegun_actors._protocol.ws_handshake import Handshake, handshake_request, validate_handshake
 from gluegun_actors._types import Headers, Protocol, StreamRef
-from gluegun_actors.errors import BadStateError, GluegunError
+from gluegun_actors.errors import BadStateError, GluegunError, UpgradeFailed
 from gluegun_actors.events import GunData, GunInform, GunResponse, GunTrailers, GunUpgrade
 
 if TYPE_CHECKING:
@@ -99,6 +99,7 @@ class HttpSession:
             match event:
                 case h1.Response(stream=ref, is_fin=is_fin, status=status, headers=headers):
                     _response_start(actor, ref)
+                    _refused_again(actor, ref, status, headers)
                     tracer.emit("response_headers", stream=ref, status=status, headers=headers)
                     _to_stream(actor, ref, GunResponse(conn, ref, is_fin, status, headers), is_fin)
                 case h1.Data(stream=ref, is_fin=is_fin, data=data):
@@ -128,6 +129,26 @@ def _response_start(actor: ConnectionActor, ref: StreamRef) -> None:
     if stream is not None and not stream.responding:
         stream.responding = True
         actor.tracer.emit("response_start", stream=ref)
+
+
+def _refused_again(actor: ConnectionActor, ref: StreamRef, status: int, headers: Headers) -> None:
+    """A `reupgrade` refused after a reconnect: its stream ends with an error, not retried
+    (its response is not delivered: nobody awaits it)."""
+    stream = actor.streams.get(ref)
+    if stream is None or stream.reupgrades == 0 or stream.cancelled:
+        return
+    actor.stream_error(
+        stream,
+        UpgradeFailed(
+            f"the server refused to upgrade {ref!r} again after a reconnect, with status "
+            f"{status}; the WebSocket is over and is not upgraded again",
+            ref,
+            status,
+            headers,
+            b"",
+        ),
+    )
+    stream.cancelled = True
 
 
 def _to_stream(

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from gluegun_actors._types import StreamRef
 
 if TYPE_CHECKING:
+    from gluegun_actors._connection.commands import Upgrade
     from gluegun_actors._connection.destination import Destination
     from gluegun_actors._options import WsOptions
     from gluegun_actors._protocol.ws_handshake import Handshake
@@ -32,3 +33,7 @@ class Stream:
     """An upgrade's options (None: plain HTTP)."""
     handshake: Handshake | None = None
     """What the upgrade request offered, to check the 101 against."""
+    upgrade: Upgrade | None = None
+    """The upgrade command, kept to redo it after a reconnect (`reupgrade`)."""
+    reupgrades: int = 0
+    """How many times it was upgraded again after a reconnect."""
