@@ -3,7 +3,8 @@
 Each connection is a Pykka actor that owns its socket, speaks HTTP/1.1 and WebSocket,
 reconnects by policy and reports to its owner with Gun's messages (`GunUp`, `GunDown`,
 `GunResponse`, `GunData`, `GunWs`, ...). Public modules: `connection`, `http`,
-`websocket`, `message`, `events`, `mailbox`, `supervisor`, `errors`, `testing`.
+`websocket`, `message`, `events`, `mailbox`, `supervisor`, `manager`, `errors`,
+`testing`.
 """
 
 from gluegun_actors.errors import (
@@ -18,6 +19,7 @@ from gluegun_actors.errors import (
     InvalidOptions,
     InvalidTimeout,
     LocalProtocolError,
+    ManagerError,
     MessageTooBig,
     PongTimeout,
     ProtocolError,
@@ -43,6 +45,7 @@ __all__ = [
     "InvalidOptions",
     "InvalidTimeout",
     "LocalProtocolError",
+    "ManagerError",
     "MessageTooBig",
     "PongTimeout",
     "ProtocolError",

@@ -18,9 +18,24 @@ from gluegun_actors._types import Headers, StreamRef
 from gluegun_actors.errors import InvalidArgument, LocalProtocolError
 from gluegun_actors.mailbox import Mailbox
 
-__all__ = ["check_connection", "check_headers", "check_reply_to", "check_stream"]
+__all__ = [
+    "check_address",
+    "check_connection",
+    "check_headers",
+    "check_reply_to",
+    "check_stream",
+]
 
 _FORBIDDEN_IN_VALUE: Final = re.compile(r"[\r\n\x00]")
+
+
+def check_address(host: object, port: object) -> tuple[str, int]:
+    """A host name or address and a TCP port, checked."""
+    if not isinstance(host, str) or not host:
+        raise InvalidArgument(f"host must be a non-empty str, got {host!r}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise InvalidArgument(f"port must be an int in 1..65535, got {port!r}")
+    return host, port
 
 
 def check_connection(conn: object) -> Connection:

@@ -197,7 +197,8 @@ class WsOptions:
     """After each reconnect, redo the upgrade (same path, headers, subprotocols and
     extensions) on the same stream: the owner gets `GunDown`, `GunUp`, then a fresh
     `GunUpgrade` for the same `StreamRef`. A refusal (a 4xx or 5xx) ends the stream with a
-    `GunError` carrying `UpgradeFailed`, and is not retried."""
+    `GunError` carrying `UpgradeFailed`, and is not retried. A close the owner sends ends
+    the stream for good: it is not upgraded again."""
     connection: Options | None = None
     """Connection options for `connect` / `with_socket`."""
     timeout: int | None = 5000

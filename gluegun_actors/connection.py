@@ -23,12 +23,13 @@ from gluegun_actors._await import (
     stream_mailbox,
     wait,
 )
-from gluegun_actors._checks import check_connection, check_stream
+from gluegun_actors._checks import check_address, check_connection, check_stream
 from gluegun_actors._connection import commands
 from gluegun_actors._connection.actor import ConnectionActor
 from gluegun_actors._connection.destination import caller, destination
 from gluegun_actors._connection.handle import Connection
 from gluegun_actors._connection.info import ConnectionInfo, StreamInfo
+from gluegun_actors._connection.stats import ConnectionStats
 from gluegun_actors._io import acquire_reactor, release_reactor
 from gluegun_actors._options import Options, make_options
 from gluegun_actors._timeouts import Infinity, Milliseconds, Timeout
@@ -40,6 +41,7 @@ from gluegun_actors.mailbox import Mailbox, current
 __all__ = [
     "Connection",
     "ConnectionInfo",
+    "ConnectionStats",
     "Infinity",
     "Milliseconds",
     "Options",
@@ -56,6 +58,7 @@ __all__ = [
     "options",
     "set_owner",
     "shutdown",
+    "stats",
     "stream_info",
     "update_flow",
 ]
@@ -73,23 +76,31 @@ def open(host: str, port: int, options: Options | None = None) -> Connection:
 
     The owner (by default the calling thread's mailbox) receives `GunUp` once connected.
     """
-    if not isinstance(host, str) or not host:
-        raise InvalidArgument(f"host must be a non-empty str, got {host!r}")
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise InvalidArgument(f"port must be an int in 1..65535, got {port!r}")
+    conn, options = handle(host, port, options)
+    launch(conn, options)
+    return conn
+
+
+def handle(host: str, port: int, options: Options | None) -> tuple[Connection, Options]:
+    """`open`'s first half: check the arguments and make the handle, not yet started
+    (so that a manager can announce it before it can send anything)."""
+    check_address(host, port)
     if options is None:
         options = Options()
     elif not isinstance(options, Options):
         raise InvalidOptions(f"options must come from connection.options(), got {options!r}")
+    owner = destination(options.owner if options.owner is not None else caller())
+    return Connection(host.strip("[]"), port, owner), options
+
+
+def launch(conn: Connection, options: Options) -> None:
+    """`open`'s second half: start the handle's actor; it connects in the background."""
     reactor = acquire_reactor()
     try:
-        owner = destination(options.owner if options.owner is not None else caller())
-        conn = Connection(host.strip("[]"), port, owner)
         conn.actor_ref = ConnectionActor.start(conn, options, reactor)
     except BaseException:
         release_reactor(reactor)
         raise
-    return conn
 
 
 def await_up(conn: Connection, timeout: Timeout = 5000) -> Protocol:
@@ -184,6 +195,12 @@ def info(conn: Connection) -> ConnectionInfo:
     except pykka.ActorDeadError:
         raise ConnectionTerminated(f"{conn!r} has stopped", conn.exit_reason) from None
     return cast(ConnectionInfo, answer)
+
+
+def stats(conn: Connection) -> ConnectionStats:
+    """The connection's counters and state now, without asking the actor (so it never
+    waits, and still answers after the connection stopped)."""
+    return check_connection(conn).stats.snapshot()
 
 
 def stream_info(conn: Connection, stream: StreamRef) -> StreamInfo | None:

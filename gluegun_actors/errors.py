@@ -141,6 +141,11 @@ class SupervisorError(GluegunError):
     (or is not) running, or a supervisor that has stopped. The message says which."""
 
 
+class ManagerError(GluegunError, LookupError):
+    """A connection manager refused an operation: a key already in use, a key it does not
+    know, or the manager has stopped. The message says which."""
+
+
 class ChildStartError(SupervisorError):
     """A child's start callable raised, or returned something that is not an actor.
 

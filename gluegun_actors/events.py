@@ -146,6 +146,19 @@ class Down:
     monitor: object = None
 
 
+@dataclass(frozen=True, slots=True)
+class Restarted:
+    """A manager replaced the connection under `key`: `old` stopped for good (its `Down`
+    came before this), `new` has started and will send its own `GunUp` after this.
+    `stream` is the new WebSocket stream (its `GunUpgrade` follows the `GunUp`), None for
+    an HTTP connection. From here on `manager.lookup(mgr, key)` gives `new`."""
+
+    key: Any
+    old: Connection
+    new: Connection
+    stream: StreamRef | None
+
+
 OwnerMessage: TypeAlias = (
     GunUp
     | GunDown
@@ -157,6 +170,7 @@ OwnerMessage: TypeAlias = (
     | GunWs
     | GunError
     | Down
+    | Restarted
 )
 
 
@@ -172,5 +186,6 @@ __all__ = [
     "GunUpgrade",
     "GunWs",
     "OwnerMessage",
+    "Restarted",
     "Shutdown",
 ]

@@ -106,7 +106,7 @@ def start(
     children: Sequence[ChildSpec],
     *,
     strategy: str = "one_for_one",
-    intensity: int = 3,
+    intensity: int | None = 3,
     period: int = 5000,
     auto_shutdown: str = "never",
     owner: Mailbox | pykka.ActorRef[Any] | None = None,
@@ -115,7 +115,8 @@ def start(
 
     A child that will not start stops the ones started before it (in reverse order) and
     raises `ChildStartError`; nothing is left running. More than `intensity` restarts in
-    `period` ms stops the supervisor with `INTENSITY`. The owner (by default the caller)
+    `period` ms stops the supervisor with `INTENSITY` (None: never, for children that
+    all have a backoff). The owner (by default the caller)
     gets `Down(supervisor, reason)` when it stops, and its death stops the supervisor.
     """
     specs = list(children)
@@ -144,14 +145,16 @@ def start(
 def start_dynamic(
     spec: ChildSpec,
     *,
-    intensity: int = 3,
+    intensity: int | None = 3,
     period: int = 5000,
     max_children: int | None = None,
     owner: Mailbox | pykka.ActorRef[Any] | None = None,
 ) -> Supervisor:
     """A supervisor of many children of one spec, started on demand with `start_child(sup,
     *args)` (OTP's simple_one_for_one, Elixir's DynamicSupervisor): one_for_one; a child
-    that exits for good is forgotten."""
+    that exits for good is forgotten; stopping it stops its children all at once.
+    `intensity=None` never gives up: give the spec a `backoff` then, so that a child
+    that cannot start is retried at a pace, not in a loop."""
     if not isinstance(spec, ChildSpec):
         raise InvalidArgument(f"the template must be made by supervisor.child(), got {spec!r}")
     if max_children is not None and (not isinstance(max_children, int) or max_children < 1):
@@ -170,8 +173,15 @@ def start_dynamic(
 
 def _launch(specs: list[ChildSpec], **options: Any) -> Supervisor:
     intensity, period = options["intensity"], options["period"]
-    if isinstance(intensity, bool) or not isinstance(intensity, int) or intensity < 0:
-        raise InvalidOptions(f"intensity must be a non-negative int, got {intensity!r}")
+    template = options.get("template")
+    if intensity is None and any(s.backoff is None for s in [*specs, *filter(None, [template])]):
+        raise InvalidOptions(
+            "intensity=None (never give up) needs every child spec to have a backoff"
+        )
+    if intensity is not None and (
+        isinstance(intensity, bool) or not isinstance(intensity, int) or intensity < 0
+    ):
+        raise InvalidOptions(f"intensity must be a non-negative int or None, got {intensity!r}")
     if isinstance(period, bool) or not isinstance(period, int) or period < 1:
         raise InvalidOptions(f"period must be a positive int (ms), got {period!r}")
     owner = options.pop("owner")

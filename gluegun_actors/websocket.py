@@ -117,6 +117,17 @@ def upgrade_with_protocol(
             f"WebSocket needs HTTP/1.1 here; {protocol.value!r} cannot be upgraded. "
             "Open the connection with protocols=[Protocol.HTTP1]"
         )
+    command = upgrade_command(path, headers, options, reply_to)
+    if conn.protocol is Protocol.WS:
+        raise BadStateError(f"{conn!r} is already upgraded to WebSocket")
+    conn.tell(command)
+    return command.stream
+
+
+def upgrade_command(
+    path: str, headers: Any, options: Options | None, reply_to: ReplyTo
+) -> commands.Upgrade:
+    """The upgrade command, every argument checked, on a new stream reference."""
     if not isinstance(path, str) or not path.startswith("/"):
         raise InvalidArgument(f"path must be a str starting with '/', got {path!r}")
     if options is None:
@@ -126,11 +137,8 @@ def upgrade_with_protocol(
     checked = check_headers(headers)
     check_extra_headers(checked)
     target = check_reply_to(reply_to)
-    if conn.protocol is Protocol.WS:
-        raise BadStateError(f"{conn!r} is already upgraded to WebSocket")
     stream = StreamRef(reply_to=target, resilient=options.reupgrade)
-    conn.tell(commands.Upgrade(stream, path, checked, options))
-    return stream
+    return commands.Upgrade(stream, path, checked, options)
 
 
 def await_upgrade(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> GunUpgrade:
@@ -149,18 +157,7 @@ def send(conn: Connection, stream: StreamRef, frame: Frame | Sequence[Frame]) ->
     """Send one frame, or a list of frames in order, on an upgraded stream."""
     check_connection(conn)
     check_stream(stream)
-    frames = tuple(frame) if isinstance(frame, list | tuple) else (frame,)
-    for item in frames:
-        if not isinstance(item, Text | Binary | Ping | Pong | Close):
-            raise InvalidArgument(
-                f"frames are message.Text/Binary/Ping/Pong/Close, got {type(item).__name__}"
-            )
-        if isinstance(item, Text) and not isinstance(item.text, str):
-            raise InvalidArgument(f"Text carries a str, got {type(item.text).__name__}")
-        if isinstance(item, Binary | Ping | Pong) and not isinstance(
-            item.data, bytes | bytearray | memoryview
-        ):
-            raise InvalidArgument(f"{type(item).__name__} carries bytes, got {item.data!r}")
+    frames = checked_frames(frame)
     conn.check_alive()
     if stream not in conn.ws_streams:
         raise BadStateError(
@@ -174,6 +171,23 @@ def send(conn: Connection, stream: StreamRef, frame: Frame | Sequence[Frame]) ->
             )
         )
     conn.tell(commands.WsSend(stream, frames))
+
+
+def checked_frames(frame: Frame | Sequence[Frame]) -> tuple[Frame, ...]:
+    """One frame or a list of them, as a tuple, each checked."""
+    frames = tuple(frame) if isinstance(frame, list | tuple) else (frame,)
+    for item in frames:
+        if not isinstance(item, Text | Binary | Ping | Pong | Close):
+            raise InvalidArgument(
+                f"frames are message.Text/Binary/Ping/Pong/Close, got {type(item).__name__}"
+            )
+        if isinstance(item, Text) and not isinstance(item.text, str):
+            raise InvalidArgument(f"Text carries a str, got {type(item.text).__name__}")
+        if isinstance(item, Binary | Ping | Pong) and not isinstance(
+            item.data, bytes | bytearray | memoryview
+        ):
+            raise InvalidArgument(f"{type(item).__name__} carries bytes, got {item.data!r}")
+    return frames
 
 
 def receive(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> Frame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from feed_server import FeedServer
 from peers import uvicorn_server, websockets_server
 from polling import wait_until
 
@@ -49,6 +51,17 @@ def websockets_server_factory() -> Iterator[Callable[..., int]]:
             return stack.enter_context(websockets_server(**options))
 
         yield start
+
+
+@pytest.fixture
+def feed() -> Iterator[FeedServer]:
+    """A restartable `websockets` feed server in its own process (tests/feed_server.py)."""
+    server = FeedServer()
+    try:
+        yield server
+    finally:
+        if server.process is not None:
+            server.stop(signal.SIGKILL)
 
 
 @pytest.fixture

@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from polling import wait_until
@@ -18,49 +13,12 @@ from polling import wait_until
 from gluegun_actors import connection, mailbox, websocket
 from gluegun_actors.errors import UpgradeFailed
 from gluegun_actors.events import GunDown, GunError, GunUp, GunUpgrade, GunWs
-from gluegun_actors.message import Text
-from gluegun_actors.testing import Close, Expect, Hold, Send, WsAccept
+from gluegun_actors.message import Close, Text
+from gluegun_actors.testing import Close as CloseSocket
+from gluegun_actors.testing import Expect, Hold, Send, WsAccept
 
 T = 5000
-FEED = Path(__file__).with_name("feed_server.py")
 COUNT = 10
-
-
-class FeedServer:
-    """The feed server process on a fixed port, restartable."""
-
-    def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self, tag: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(FEED), str(self.port), tag, str(COUNT)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        assert self.process.stdout.readline().strip() == "ready"
-
-    def stop(self, how: signal.Signals) -> None:
-        assert self.process is not None
-        self.process.send_signal(how)
-        self.process.wait(10)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
-        self.process = None
-
-
-@pytest.fixture
-def feed() -> Iterator[FeedServer]:
-    server = FeedServer()
-    try:
-        yield server
-    finally:
-        if server.process is not None:
-            server.stop(signal.SIGKILL)
 
 
 def _fds() -> int:
@@ -69,7 +27,7 @@ def _fds() -> int:
 
 def test_a_feed_comes_back_after_five_restarts_with_every_message_once(feed) -> None:
     owner = mailbox.current()
-    feed.start("0")
+    feed.start("0", COUNT)
     threads, fds = threading.active_count(), _fds()  # (a feed server's pipe open, as at the end)
     conn = connection.open("127.0.0.1", feed.port, connection.options(retry=50, retry_timeout=100))
     stream = websocket.upgrade(conn, "/", options=websocket.options(reupgrade=True))
@@ -97,7 +55,7 @@ def test_a_feed_comes_back_after_five_restarts_with_every_message_once(feed) -> 
             rounds.append(seen)
             if round_no < 5:
                 feed.stop(signal.SIGTERM if round_no % 2 else signal.SIGKILL)
-                feed.start(str(round_no + 1))
+                feed.start(str(round_no + 1), COUNT)
         for round_no, seen in enumerate(rounds):
             assert seen["texts"] == [f"{round_no}:{n}" for n in range(COUNT)]  # in order, once
             expected = (0, 1, 1) if round_no == 0 else (1, 1, 1)
@@ -111,7 +69,7 @@ def test_a_feed_comes_back_after_five_restarts_with_every_message_once(feed) -> 
 
 
 def test_receive_waits_across_a_reconnect_on_a_resilient_stream(feed) -> None:
-    feed.start("a")
+    feed.start("a", COUNT)
     conn = connection.open("127.0.0.1", feed.port, connection.options(retry=20, retry_timeout=100))
     try:
         stream = websocket.upgrade(conn, "/", options=websocket.options(reupgrade=True))
@@ -119,7 +77,7 @@ def test_receive_waits_across_a_reconnect_on_a_resilient_stream(feed) -> None:
         first = [websocket.receive(conn, stream, T) for _ in range(COUNT)]
         assert first == [Text(f"a:{n}") for n in range(COUNT)]
         feed.stop(signal.SIGKILL)
-        feed.start("b")
+        feed.start("b", COUNT)
         second = [websocket.receive(conn, stream, T) for _ in range(COUNT)]  # no exception
         assert second == [Text(f"b:{n}") for n in range(COUNT)]
         mailbox.current().flush()
@@ -131,7 +89,7 @@ def test_a_refused_reupgrade_ends_the_stream_and_is_not_retried(scripted_server)
     refusal = b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n"
     server = scripted_server(
         [
-            [Expect(), WsAccept(), Close()],  # up, then the server goes away
+            [Expect(), WsAccept(), CloseSocket()],  # up, then the server goes away
             [Expect(), Send(refusal), Hold()],  # and refuses the upgrade when it comes back
         ]
     )
@@ -145,6 +103,25 @@ def test_a_refused_reupgrade_ends_the_stream_and_is_not_retried(scripted_server)
         assert isinstance(error.reason, UpgradeFailed) and error.reason.status == 403
         upgrades = lambda: b"".join(server.received).count(b"sec-websocket-key")  # noqa: E731
         assert not wait_until(lambda: upgrades() > 2, 0.3)  # the refusal is not retried
+        assert connection.stream_info(conn, stream) is None
+    finally:
+        connection.close(conn)
+        owner.flush()
+
+
+def test_a_close_the_owner_sends_ends_a_resilient_stream(feed) -> None:
+    owner = mailbox.current()
+    feed.start("a", 0)
+    conn = connection.open("127.0.0.1", feed.port, connection.options(retry=5, retry_timeout=50))
+    try:
+        connection.await_up(conn, T)
+        stream = websocket.upgrade(conn, "/", options=websocket.options(reupgrade=True))
+        websocket.await_upgrade(conn, stream, T)
+        websocket.send(conn, stream, Close(1000, "done"))
+        assert owner.receive(GunWs, T).frame == Close(1000, "done")  # the server's answer
+        assert owner.receive(GunDown, T).killed_streams == (stream,)
+        connection.await_up(conn, T)  # it reconnects (Gun's rule after a close)...
+        assert not wait_until(lambda: owner.messages() != [], 0.3)  # ...but no re-upgrade
         assert connection.stream_info(conn, stream) is None
     finally:
         connection.close(conn)

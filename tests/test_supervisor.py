@@ -347,6 +347,27 @@ def test_a_dynamic_supervisor_starts_children_of_one_spec_on_demand(journal, box
     assert journal.of("start").count("one") == 2
 
 
+def test_a_dynamic_supervisor_stops_its_children_all_at_once(box) -> None:
+    release = threading.Event()
+    asked: list[float] = []
+
+    class Stubborn(pykka.ThreadingActor):
+        def on_stop(self) -> None:
+            asked.append(time.monotonic())
+            release.wait(10)  # ignores the request to stop
+
+    template = supervisor.child("s", Stubborn.start, shutdown=300)
+    sup = supervisor.start_dynamic(template, owner=box)
+    children = [supervisor.start_child(sup) for _ in range(8)]
+    started = time.monotonic()
+    supervisor.stop(sup)
+    # In turn, 8 x 300 ms; as OTP stops a dynamic supervisor's children, at once: one wait.
+    assert len(asked) == 8 and max(asked) - started < 0.3  # all asked before any was forced
+    assert not any(child.is_alive() for child in children)
+    release.set()
+    assert box.receive(Down, T).reason == supervisor.NORMAL
+
+
 def test_a_dynamic_supervisor_forgets_a_temporary_child_that_exits(journal, box) -> None:
     template = supervisor.child("w", lambda name: Worker.start(name, journal), restart="temporary")
     sup = supervisor.start_dynamic(template, owner=box, max_children=2)

@@ -136,7 +136,8 @@ class ConnectionActor(PooledActor):
         self.owner: Destination = conn.owner
         self.owner_monitor: object | None = None
         self.tracer = Tracer(conn.id, options.event_handler)
-        self.state = State.NOT_CONNECTED
+        self.stats = conn.stats
+        self._state = State.NOT_CONNECTED
         self.session: _Session = None
         self.transport: Transport | None = None
         self.streams: dict[StreamRef, Stream] = {}
@@ -149,6 +150,16 @@ class ConnectionActor(PooledActor):
         self.exit_reason: object = None
         self.closing_reason: object = "normal"
         self.owner_dead = False
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @state.setter
+    def state(self, state: State) -> None:
+        """Every change of state is published in the handle's statistics."""
+        self._state = state
+        self.stats.enter(state.value)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -338,6 +349,7 @@ class ConnectionActor(PooledActor):
             case ConnectFailed(error=error):
                 self.tracer.emit("connect_end", attempt=self.attempt, error=error)
                 self.transport = None
+                self.stats.last_error = error
                 self._retry_or_stop(error)
 
     def _on_connected(self) -> None:
@@ -345,6 +357,7 @@ class ConnectionActor(PooledActor):
         if self.tracer.active:  # asking for the local address is a system call
             self.tracer.emit("connect_end", attempt=self.attempt, socket=self.transport.sockname)
         self.state = State.CONNECTED
+        self.stats.connected()
         self.retries_left = self.options.retry
         self.attempt = 0
         default_port = 443 if self.options.transport_for(self.conn.port) == "tls" else 80
@@ -404,6 +417,7 @@ class ConnectionActor(PooledActor):
             # below, unless its messages go elsewhere: then its reply_to is told too.
             if stream.ws_options is None or stream.destination.target != owner:
                 self.stream_error(stream, _lost_error(ref, reason, ref in unsent))
+        self.stats.last_error = reason
         self.tracer.emit("disconnect", reason=reason, killed_streams=killed)
         self._drop_connection()
         if not killed and isinstance(reason, ProtocolError):
@@ -505,6 +519,8 @@ class ConnectionActor(PooledActor):
             )
             return
         session.command(self, command)
+        if isinstance(command, Request | Upgrade):
+            self.stats.messages_out += 1
 
     def new_stream(self, command: StreamCommand | WsSend) -> Stream:
         target = self.destination_of(command.stream)
@@ -597,6 +613,7 @@ class ConnectionActor(PooledActor):
     # -- incoming -------------------------------------------------------------------------
 
     def _on_data(self, data: bytes) -> None:
+        self.stats.bytes_in += len(data)
         self.last_received = _now()
         self.reading_paused = True
         if self.session is not None:
@@ -665,6 +682,7 @@ class ConnectionActor(PooledActor):
             return
         data = session.core.data_to_send()
         if data:
+            self.stats.bytes_out += len(data)
             self.transport.write(data)
 
     def deliver(self, message: object) -> None:
@@ -682,6 +700,7 @@ class ConnectionActor(PooledActor):
         """Deliver what one read gave `stream`, at once (one mailbox lock, one wakeup)."""
         if stream.cancelled or not messages:
             return
+        self.stats.messages_in += len(messages)
         target = stream.destination
         if target is self.owner or target.target == self.owner.target:
             if not self.owner_dead and not self.owner.deliver_all(messages, self.held_wakeups):

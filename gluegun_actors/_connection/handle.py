@@ -13,6 +13,7 @@ import itertools
 import threading
 from typing import TYPE_CHECKING, Any
 
+from gluegun_actors._connection.stats import LiveStats
 from gluegun_actors._types import Protocol, StreamRef
 from gluegun_actors.errors import ConnectionTerminated, describe
 
@@ -38,6 +39,7 @@ class Connection:
         "owner",
         "port",
         "protocol",
+        "stats",
         "ws_streams",
     )
 
@@ -54,6 +56,7 @@ class Connection:
         self.exit_reason: object = ALIVE
         self.finished = threading.Event()
         """Set once the actor has stopped and released its socket and reactor."""
+        self.stats = LiveStats()
 
     @property
     def alive(self) -> bool:

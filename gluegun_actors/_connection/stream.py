@@ -34,6 +34,7 @@ class Stream:
     handshake: Handshake | None = None
     """What the upgrade request offered, to check the 101 against."""
     upgrade: Upgrade | None = None
-    """The upgrade command, kept to redo it after a reconnect (`reupgrade`)."""
+    """The upgrade command, kept to redo it after a reconnect (`reupgrade`); None once
+    the owner sent a close."""
     reupgrades: int = 0
     """How many times it was upgraded again after a reconnect."""

@@ -92,9 +92,11 @@ class WsSession:
             except GluegunError as error:
                 actor.stream_error(self.stream, error)
                 break
+            actor.stats.messages_out += 1
             if tracing:
                 tracer.emit("ws_send_frame_end", stream=ref, frame=type(frame).__name__)
             if type(frame) is Close:
+                self.stream.upgrade = None  # the owner ended it: not upgraded again
                 actor.start_timer(TimerKind.CLOSING, actor.closing_timeout())
         actor.flush_out()
 

@@ -36,7 +36,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,6 +44,7 @@ import pykka
 from pykka._envelope import Envelope
 
 from gluegun_actors import connection
+from gluegun_actors._connection.commands import CloseNow
 from gluegun_actors._connection.destination import Destination
 from gluegun_actors._connection.handle import Connection
 from gluegun_actors._io import Reactor, TimerHandle, acquire_reactor, release_reactor
@@ -71,6 +72,8 @@ Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
 AutoShutdown = Literal["never", "any_significant", "all_significant"]
 Target = pykka.ActorRef[Any] | Connection | Any  # (a Supervisor too)
 
+_CLOSE_WAIT = 10.0
+"""Seconds a connection told to close at once may take before its actor is forced."""
 KILLED = "killed"
 """The reason of a child whose stop was forced."""
 INTENSITY = Shutdown("reached_max_restart_intensity")
@@ -173,7 +176,7 @@ class SupervisorActor(pykka.ThreadingActor):
         specs: list[ChildSpec],
         *,
         strategy: Strategy,
-        intensity: int,
+        intensity: int | None,
         period: int,
         auto_shutdown: AutoShutdown,
         owner: Destination | None,
@@ -188,6 +191,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self.auto_shutdown = auto_shutdown
         self.owner = owner
         self.owner_watch: object = None
+        self.owner_quiet = False  # stopped by a caller that wants no Down
         self.template = template
         self.max_children = max_children
         self.restarts: deque[float] = deque()
@@ -210,7 +214,7 @@ class SupervisorActor(pykka.ThreadingActor):
         if self.owner is not None:
             if self.owner_watch is not None:
                 self.owner.demonitor(self.owner_watch)
-            if self.reason != Shutdown("owner_down"):
+            if self.reason != Shutdown("owner_down") and not self.owner_quiet:
                 self.owner.deliver(Down(self.handle, self.reason))
 
     def on_receive(self, message: Any) -> Any:
@@ -309,13 +313,16 @@ class SupervisorActor(pykka.ThreadingActor):
         supervisors = sum(1 for c in running if c.spec.type == "supervisor")
         return ChildCount(len(self.children), len(running), supervisors, len(running) - supervisors)
 
-    def call_stop(self, reason: object) -> None:
+    def call_stop(self, reason: object, notify: bool = True) -> None:
+        if not notify:
+            self.owner_quiet = True
         self._shut_down(reason)
 
     # -- children ----------------------------------------------------------------------
 
     def _start(self, child: _Child) -> None:
         """Start `child` and watch it; `ChildStartError` if it will not start."""
+        child.started_at = time.monotonic()  # a start that fails had no uptime: backoff
         try:
             target = child.spec.start(*child.args)
         except Exception as error:
@@ -332,7 +339,6 @@ class SupervisorActor(pykka.ThreadingActor):
                 child.id,
             ) from error
         child.target = target
-        child.started_at = time.monotonic()
         tell = self.actor_ref.tell
 
         def exited(reason: object) -> None:
@@ -418,6 +424,8 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def _count_restart(self) -> bool:
         """Count a restart; False once more than `intensity` fall within `period`."""
+        if self.intensity is None:
+            return True
         now = time.monotonic()
         self.restarts.append(now)
         while self.restarts and now - self.restarts[0] > self.period:
@@ -432,14 +440,34 @@ class SupervisorActor(pykka.ThreadingActor):
                 return not any(c.spec.significant and c.target is not None for c in self.children)
         return False
 
-    def _stop_children(self, children: list[_Child]) -> None:
-        """Stop the running ones among `children`, in reverse start order, each in turn."""
+    def call_terminate_all(self, shutdown: int | None) -> int:
+        """A dynamic supervisor's children all stopped at once (by `shutdown` ms, else
+        their spec's) and forgotten; how many were running."""
+        self._check_live()
+        if self.template is None:
+            raise SupervisorError("terminate_all is for a dynamic supervisor")
+        for child in list(self.timers):
+            self._cancel_restart(child)
+        running = [c for c in self.children if c.target is not None]
+        self._stop_children(self.children, shutdown)
+        self.children.clear()
+        return len(running)
+
+    def _stop_children(self, children: list[_Child], shutdown: int | None = -1) -> None:
+        """Stop the running ones among `children`: in reverse start order, each in turn,
+        or (a dynamic supervisor's, as OTP) all at once. `shutdown` overrides the specs'."""
+        targets: list[tuple[Target, int | None]] = []
         for child in reversed(children):
             target = child.target
             if target is None:
                 continue
             child.target = None  # its exit, when it comes, is expected: not a crash
-            _stop(target, child.spec.shutdown)
+            targets.append((target, child.spec.shutdown if shutdown == -1 else shutdown))
+        if self.template is not None:
+            _stop_all(targets)
+        else:
+            for target, shutdown_ms in targets:
+                _stop_all([(target, shutdown_ms)])
 
     def _shut_down(self, reason: object) -> None:
         if self.stopping:
@@ -495,19 +523,44 @@ def _reason(target: object, reason: object) -> object:
     return reason
 
 
-def _stop(target: Target, shutdown_ms: int | None) -> None:
-    """Stop `target` gracefully, forcing it after `shutdown_ms` (0: at once; None: never)."""
-    ref = _ref_of(target)
-    done = threading.Event()
-    if deathwatch.watch(ref, lambda reason: done.set()) is None:
-        return  # already gone
-    if shutdown_ms == 0:
-        _force(target)
-        return
-    _ask_to_stop(target)
-    if not done.wait(None if shutdown_ms is None else shutdown_ms / 1000.0):
-        log.warning("%r did not stop within %d ms: forcing it", target, shutdown_ms)
-        _force(target)
+def _stop_all(targets: list[tuple[Target, int | None]]) -> None:
+    """Stop each target gracefully, all at once, forcing each one still running after its
+    `shutdown` ms (0: at once; None: never)."""
+    waiting: list[tuple[Target, int | None, threading.Event]] = []
+    for target, shutdown_ms in targets:
+        if shutdown_ms == 0 and not isinstance(target, Connection):
+            _force(target)  # brutal_kill: nothing to wait for
+            continue
+        done = threading.Event()
+        if deathwatch.watch(_ref_of(target), _setter(done)) is None:
+            continue  # already gone
+        waiting.append((target, shutdown_ms, done))
+        if isinstance(target, Connection) and shutdown_ms == 0:
+            _ask_to_close(target)
+        else:
+            _ask_to_stop(target)
+    started = time.monotonic()
+    for target, shutdown_ms, done in waiting:
+        if shutdown_ms is None:
+            done.wait()
+            continue
+        left = max(shutdown_ms / 1000.0 - (time.monotonic() - started), 0.0)
+        if shutdown_ms and not done.wait(left):
+            log.warning("%r did not stop within %d ms: forcing it", target, shutdown_ms)
+            _force(target)
+        elif not shutdown_ms and not done.wait(_CLOSE_WAIT):
+            _force(target)
+
+
+def _setter(event: threading.Event) -> Callable[[object], None]:
+    return lambda reason: event.set()
+
+
+def _ask_to_close(target: Connection) -> None:
+    """Ask a connection to close at once, without waiting."""
+    if target.actor_ref is not None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            target.actor_ref.tell(CloseNow())
 
 
 def _ask_to_stop(target: Target) -> None:
