@@ -34,7 +34,15 @@ if TYPE_CHECKING:
 
     from gluegun_actors.mailbox import Mailbox
 
-__all__ = ["EventHandler", "Options", "RetryFun", "WsOptions", "check_names", "make_options"]
+__all__ = [
+    "EventHandler",
+    "Options",
+    "RetryFun",
+    "WsOptions",
+    "check_names",
+    "make_options",
+    "milliseconds",
+]
 
 EventHandler = Callable[[str, Mapping[str, Any]], None]
 """Called as `handler(event_name, fields)` during the connection actor's turn; must not block."""
@@ -99,7 +107,7 @@ class Options:
 
     def __post_init__(self) -> None:
         for name in ("retry_timeout", "retry_max_timeout", "closing_timeout"):
-            _set(self, name, _milliseconds(name, getattr(self, name), optional=False))
+            _set(self, name, milliseconds(name, getattr(self, name), optional=False))
         for name in (
             "connect_timeout",
             "domain_lookup_timeout",
@@ -108,7 +116,7 @@ class Options:
             "http_keepalive",
             "pong_timeout",
         ):
-            _set(self, name, _milliseconds(name, getattr(self, name), optional=True))
+            _set(self, name, milliseconds(name, getattr(self, name), optional=True))
         _count("retry", self.retry, optional=False)
         _count("flow", self.flow, optional=True)
         backoff = self.retry_backoff
@@ -213,7 +221,7 @@ class WsOptions:
             if not isinstance(getattr(self, name), bool):
                 raise InvalidOptions(f"{name} must be a bool, got {getattr(self, name)!r}")
         for name in ("keepalive", "pong_timeout", "closing_timeout", "timeout"):
-            _set(self, name, _milliseconds(name, getattr(self, name), optional=True))
+            _set(self, name, milliseconds(name, getattr(self, name), optional=True))
         size = self.max_message_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise InvalidOptions(f"max_message_size must be a positive int, got {size!r}")
@@ -251,7 +259,7 @@ def _set(options: object, name: str, value: object) -> None:
     object.__setattr__(options, name, value)
 
 
-def _milliseconds(name: str, value: object, *, optional: bool) -> int | None:
+def milliseconds(name: str, value: object, *, optional: bool) -> int | None:
     """An option's duration as int ms (None for Infinity when `optional`), validated."""
     if value is None or value is Infinity:
         if optional:

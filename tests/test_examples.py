@@ -44,3 +44,25 @@ def test_demo_prints_what_the_owner_received() -> None:
     assert "echo ->                Text(text='hello')" in out
     assert "mailbox left           0" in out
     assert out.rstrip().endswith("done: server stopped, connections closed")
+
+
+def test_supervised_fleet_echoes_one_broadcast_on_every_connection() -> None:
+    out = _run(str(ROOT / "examples" / "supervised_fleet.py"), "--connections", "12")
+    lines = out.splitlines()
+    assert "  keys connected     12 / 12" in lines
+    assert "  echoes received    12 (from 12 keys)" in lines
+    assert "  reconnects         0, restarts 0" in lines
+    assert lines[-1] == "done: 12 connections, 12 echoes, 0 left"
+
+
+def test_always_connected_feed_rides_out_a_server_restart() -> None:
+    out = _run(str(ROOT / "examples" / "always_connected_feed.py"))
+    lines = out.splitlines()
+    outage = lines[lines.index("server stops") :]
+    kinds = [line.split()[0] for line in outage if line.startswith("  Gun")]
+    assert kinds[:4] == ["GunWs", "GunDown", "GunUp", "GunUpgrade"]
+    assert "  upgraded again on the same stream reference: True" in outage
+    assert [line for line in lines if line.startswith("sent message")] == [
+        f"sent message {n}, echo Text(text='message {n}')" for n in range(1, 11)
+    ]
+    assert lines[-1] == "done: 10 sent, 10 echoed, 1 reconnect"

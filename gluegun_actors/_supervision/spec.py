@@ -8,8 +8,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from gluegun_actors._timeouts import Infinity, Milliseconds, timeout_ms
-from gluegun_actors.errors import InvalidOptions, InvalidTimeout
+from gluegun_actors._options import milliseconds
+from gluegun_actors.errors import InvalidOptions
 
 __all__ = ["RESTARTS", "Backoff", "ChildSpec", "Restart", "make_child"]
 
@@ -94,14 +94,7 @@ def make_child(
 def _shutdown(value: object) -> int | None:
     if value == "brutal_kill":
         return 0
-    if value is None or value is Infinity:
-        return None
-    if isinstance(value, Milliseconds):
-        return value.value
-    try:
-        return timeout_ms(value)
-    except InvalidTimeout as error:
-        raise InvalidOptions(f"shutdown: {error}") from None
+    return milliseconds("shutdown", value, optional=True)
 
 
 def _backoff(value: object) -> Backoff | None:

@@ -89,6 +89,8 @@ class _Generation:
         self._wake_reader.setblocking(False)
         self.acceptor: threading.Thread | None = None
         self.clients: set[threading.Thread] = set()
+        self.refusing = False
+        """The listener is shut down: no more accepts."""
 
     @property
     def wake_fd(self) -> socket.socket:
@@ -370,6 +372,11 @@ class ThreadedTcpServer:
             self._state = transitions[self._state]
         if generation is None:
             return
+        # Stop accepting before the clients are closed, as a server does: a client that
+        # reconnects at once is refused, not left in the backlog of a closing listener.
+        generation.refusing = True
+        with contextlib.suppress(OSError):
+            generation.listener.shutdown(socket.SHUT_RDWR)
         generation.signal(ending)
         if generation.acceptor is not None:
             generation.acceptor.join(JOIN_TIMEOUT)
@@ -401,6 +408,8 @@ class ThreadedTcpServer:
                 except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                     continue  # nothing to accept, or the client gave up before accept
                 except OSError as exc:  # e.g. out of file descriptors: back off briefly
+                    if generation.refusing:
+                        break  # the listener was shut down: the server is ending
                     logger.warning("accept failed: %s", exc)
                     generation.ended.wait(0.05)
                     continue
