@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 import pykka
 from pykka._envelope import Envelope
+from pykka.messages import ProxyGetAttr
 
 from gluegun_actors import connection
 from gluegun_actors._connection.commands import CloseNow
@@ -72,6 +73,8 @@ Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
 AutoShutdown = Literal["never", "any_significant", "all_significant"]
 Target = pykka.ActorRef[Any] | Connection | Any  # (a Supervisor too)
 
+_START_WAIT = 60.0
+"""Seconds a child's on_start may take before the supervisor goes on without waiting."""
 _CLOSE_WAIT = 10.0
 """Seconds a connection told to close at once may take before its actor is forced."""
 KILLED = "killed"
@@ -346,6 +349,7 @@ class SupervisorActor(pykka.ThreadingActor):
                 tell(_ChildExited(child, target, _reason(target, reason)))
 
         deathwatch.watch(ref, exited)
+        _await_started(ref)
 
     def _exited(self, child: _Child, reason: object) -> None:
         """A running child exited on its own: its restart type, then the strategy."""
@@ -515,6 +519,18 @@ def _ref_of(target: object) -> pykka.ActorRef[Any]:
     if isinstance(target, Supervisor):
         return target.actor_ref
     raise TypeError(target)
+
+
+def _await_started(ref: pykka.ActorRef[Any]) -> None:
+    """Return once the child's `on_start` has run, as OTP starts children one at a time,
+    each initialised before the next. A child that failed in `on_start` has stopped: its
+    watch reports the failure, and the strategy deals with it as with any exit."""
+    try:
+        ref.ask(ProxyGetAttr(attr_path=("actor_urn",)), timeout=_START_WAIT)
+    except pykka.ActorDeadError:
+        pass
+    except pykka.Timeout:
+        log.warning("%r has not finished on_start after %.0f s; going on", ref, _START_WAIT)
 
 
 def _reason(target: object, reason: object) -> object:
