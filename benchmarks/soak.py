@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _common import percentile, rss_kib
+
 from gluegun_actors import mailbox, manager
 from gluegun_actors.errors import AwaitTimeout
 from gluegun_actors.events import Down, GunDown, GunError, GunUp, GunUpgrade, GunWs, Restarted
@@ -117,26 +119,12 @@ class Server:
         return acked
 
 
-def _threads() -> int:
-    return threading.active_count()
-
-
 def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def _rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def _percentile(values: list[float], fraction: float) -> float:
+    return percentile(values, fraction) if values else 0.0
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -147,7 +135,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         server = Server(args.rate, Path(tmp))
         windows = [Window("start", server.start())]
-        threads0, fds0, rss0 = _threads(), _fds(), _rss_mib()
+        threads0, fds0, rss0 = threading.active_count(), _fds(), rss_kib() / 1024
         mgr = manager.start(owner=owner)
         url = f"ws://127.0.0.1:{server.port}/"
         for key in range(args.connections):
@@ -213,9 +201,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pump(time.monotonic() + 0.2)
         owner.flush()
         deadline = time.monotonic() + SETTLE_S
-        while (_threads() > threads0 or _fds() > fds0) and time.monotonic() < deadline:
+        while (
+            threading.active_count() > threads0 or _fds() > fds0
+        ) and time.monotonic() < deadline:
             time.sleep(0.05)
-        threads1, fds1, rss1 = _threads(), _fds(), _rss_mib()
+        threads1, fds1, rss1 = threading.active_count(), _fds(), rss_kib() / 1024
         acked = server.acknowledged()
 
     sent = received = duplicated = 0

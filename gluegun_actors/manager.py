@@ -30,6 +30,7 @@ import random
 import threading
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -46,7 +47,7 @@ from gluegun_actors._connection.stats import ConnectionStats
 from gluegun_actors._options import Options, RetryFun
 from gluegun_actors._options import WsOptions as WebSocketOptions
 from gluegun_actors._runtime import deathwatch
-from gluegun_actors._supervision.supervisor import Call, Supervisor, normal_exit
+from gluegun_actors._supervision.supervisor import Call, Supervisor, exit_reason, normal_exit
 from gluegun_actors._timeouts import Infinity, Timeout, timeout_seconds
 from gluegun_actors._types import StreamRef
 from gluegun_actors.errors import (
@@ -168,7 +169,6 @@ class Manager:
         "options",
         "owner",
         "reconnect",
-        "shutdown_ms",
         "stopped",
         "supervisor",
     )
@@ -182,7 +182,6 @@ class Manager:
         self.owner = owner
         self.options = options
         self.reconnect = reconnect
-        self.shutdown_ms = options.closing_timeout + _STOP_MARGIN_MS
         self.lock = threading.Lock()
         self.entries: dict[Hashable, _Entry] = {}
         self.stopped = False
@@ -232,7 +231,7 @@ class Manager:
 
     def _exited(self, entry: _Entry, conn: Connection, reason: object) -> None:
         """A connection stopped; one that stopped normally is not restarted: forget its key."""
-        if not normal_exit(conn.exit_reason if not conn.alive else reason):
+        if not normal_exit(exit_reason(conn, reason)):
             return
         with self.lock:
             if self.entries.get(entry.key) is entry and entry.conn is conn:
@@ -285,7 +284,7 @@ def start(
         "connection",
         mgr.start_child,
         restart="transient",
-        shutdown=mgr.shutdown_ms,
+        shutdown=options.closing_timeout + _STOP_MARGIN_MS,
         backoff=backoff,
     )
     sup = supervisor.start_dynamic(
@@ -321,19 +320,17 @@ def open(
         hash(key)
     except TypeError:
         raise InvalidArgument(f"a key must be hashable, got {key!r}") from None
-    if url is not None:
-        if host is not None or port is not None or path is not None:
-            raise InvalidArgument("give a url, or a host and port (and a path), not both")
-        host, port, path, tls = _parse_url(url)
-        if options is None:
-            options = mgr.options
-        if tls and options.transport is None:
-            options = replace(options, transport="tls")
-    host, port = check_address(host, port)
     if options is None:
         options = mgr.options
     elif not isinstance(options, Options):
         raise InvalidOptions(f"options must come from connection.options(), got {options!r}")
+    if url is not None:
+        if host is not None or port is not None or path is not None:
+            raise InvalidArgument("give a url, or a host and port (and a path), not both")
+        host, port, path, tls = _parse_url(url)
+        if tls and options.transport is None:
+            options = replace(options, transport="tls")
+    host, port = check_address(host, port)
     options = replace(options, owner=mgr.owner)
     if options.retry_fun is None and mgr.reconnect is not None:
         options = replace(options, retry_fun=mgr.reconnect)
@@ -380,11 +377,7 @@ def keys(mgr: Manager, state: str | None = None) -> list[Hashable]:
 def count(mgr: Manager) -> dict[str, int]:
     """How many keys are in each state: a connection's (`connected`, `connecting`,
     `not_connected` between retries, `closing`), or `restarting` between connections."""
-    counts: dict[str, int] = {}
-    for entry in _entries(mgr):
-        state = entry.state()
-        counts[state] = counts.get(state, 0) + 1
-    return counts
+    return dict(Counter(entry.state() for entry in _entries(mgr)))
 
 
 def stats(mgr: Manager, key: Hashable) -> ConnectionStats:
@@ -395,12 +388,9 @@ def stats(mgr: Manager, key: Hashable) -> ConnectionStats:
 def totals(mgr: Manager) -> FleetStats:
     """The fleet's counters summed over its keys."""
     every = [entry.stats() for entry in _entries(mgr)]
-    states: dict[str, int] = {}
-    for one in every:
-        states[one.state] = states.get(one.state, 0) + 1
     return FleetStats(
         connections=len(every),
-        states=states,
+        states=dict(Counter(one.state for one in every)),
         bytes_in=sum(s.bytes_in for s in every),
         bytes_out=sum(s.bytes_out for s in every),
         messages_in=sum(s.messages_in for s in every),
@@ -474,9 +464,7 @@ def close_all(mgr: Manager) -> int:
 
 def stop(mgr: Manager) -> None:
     """Shut every connection down gracefully, then stop the manager; harmless twice."""
-    if not isinstance(mgr, Manager):
-        raise InvalidArgument(f"expected a Manager (from manager.start), got {mgr!r}")
-    sup = mgr.supervisor
+    sup = _check(mgr).supervisor
     if sup is None or not sup.alive:
         mgr._supervisor_exited(deathwatch.NORMAL)
         return

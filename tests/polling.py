@@ -1,7 +1,9 @@
-"""Waiting in tests for a condition another thread brings about, bounded in time."""
+"""Waiting in tests for a condition another thread brings about, bounded in time, and the
+process facts such waits compare (open descriptors)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -17,3 +19,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(POLL_INTERVAL)
     return predicate()
+
+
+def open_fds() -> int:
+    """How many file descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))

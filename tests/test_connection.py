@@ -8,7 +8,7 @@ from typing import Any
 
 import pykka
 import pytest
-from polling import wait_until
+from polling import open_fds, wait_until
 from recording import RecordingActor
 
 from gluegun_actors import connection, http, mailbox
@@ -58,7 +58,7 @@ def test_close_leaves_no_thread_socket_or_registration(embedded_server) -> None:
     connection.await_up(warm_up, T)
     connection.close(warm_up)
     assert wait_until(lambda: embedded_server.live_connections == 0)
-    before_fds = _open_fds()
+    before_fds = open_fds()
     conns = [connection.open("127.0.0.1", embedded_server.port) for _ in range(5)]
     for conn in conns:
         connection.await_up(conn, T)
@@ -69,7 +69,7 @@ def test_close_leaves_no_thread_socket_or_registration(embedded_server) -> None:
     assert all(not conn.alive for conn in conns)
     assert wait_until(lambda: _gluegun_threads() == [])
     assert wait_until(lambda: embedded_server.live_connections == 0)
-    assert wait_until(lambda: _open_fds() <= before_fds)
+    assert wait_until(lambda: open_fds() <= before_fds)
     assert len(mailbox.current()) == 0
 
 
@@ -366,12 +366,6 @@ def test_a_failing_event_handler_does_not_break_the_connection(embedded_server) 
         assert http.await_body(conn, stream, T) == b"hello from gluegun_actors"
     finally:
         connection.close(conn)
-
-
-def _open_fds() -> int:
-    import os
-
-    return len(os.listdir("/proc/self/fd"))
 
 
 def test_shutdown_lets_the_active_upload_finish(embedded_server) -> None:

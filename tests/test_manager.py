@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import signal
 import threading
 import time
@@ -14,7 +13,7 @@ from typing import Any
 
 import pykka
 import pytest
-from polling import wait_until
+from polling import open_fds, wait_until
 
 from gluegun_actors import connection, http, mailbox, manager, websocket
 from gluegun_actors.errors import (
@@ -38,10 +37,6 @@ from gluegun_actors.message import Text
 T = 10_000
 FLEET = 200
 COUNT = 2
-
-
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +70,7 @@ def texts(messages: list[Any]) -> dict[Any, list[str]]:
 def test_a_fleet_of_200_comes_back_spread_out_after_a_server_restart(feed) -> None:
     owner = mailbox.current()
     feed.start("a", COUNT)
-    threads, fds = threading.active_count(), _fds()
+    threads, fds = threading.active_count(), open_fds()
     mgr = manager.start()
     url = f"ws://127.0.0.1:{feed.port}/"
     conns = {key: manager.open(mgr, key, url=url) for key in range(FLEET)}
@@ -125,7 +120,7 @@ def test_a_fleet_of_200_comes_back_spread_out_after_a_server_restart(feed) -> No
     assert Counter(type(m) for m in last) == {GunWs: FLEET, Down: FLEET}
     assert {m.frame.code for m in last if type(m) is GunWs} == {1001}
     owner.flush()
-    assert wait_until(lambda: threading.active_count() <= threads and _fds() <= fds, 10.0)
+    assert wait_until(lambda: threading.active_count() <= threads and open_fds() <= fds, 10.0)
 
 
 def fast(**fields: Any) -> connection.Options:

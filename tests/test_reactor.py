@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from polling import wait_until
+from polling import open_fds, wait_until
 
 from gluegun_actors import _io as rx
 from gluegun_actors._io.addresses import addresses_of, numeric_addresses
@@ -75,10 +75,6 @@ class Recorder:
             chunks.append(event.data)
             total += len(event.data)
         return b"".join(chunks)
-
-
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def gluegun_threads() -> list[str]:
@@ -872,7 +868,7 @@ def test_stop_closes_everything_and_leaves_no_thread_or_socket(
     listener: socket.socket, peers: list[socket.socket], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_resolver(monkeypatch, loopback_info)
-    fds_before = fd_count()
+    fds_before = open_fds()
     reactor = rx.Reactor(name="gluegun-stop-test")
     reactor.start()
     recorder = Recorder()
@@ -893,7 +889,7 @@ def test_stop_closes_everything_and_leaves_no_thread_or_socket(
         peer.close()
     peers.clear()
     listener.accept()[0].close()  # the connection made through the resolver
-    assert fd_count() == fds_before
+    assert open_fds() == fds_before
 
 
 def test_stop_lets_a_flushing_transport_finish(
@@ -930,7 +926,7 @@ def test_acquire_shares_one_reactor_and_the_last_release_stops_it(
     listener: socket.socket, peers: list[socket.socket], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_resolver(monkeypatch, loopback_info)
-    fds_before = fd_count()
+    fds_before = open_fds()
     first = rx.acquire_reactor()
     second = rx.acquire_reactor()
     try:
@@ -946,7 +942,7 @@ def test_acquire_shares_one_reactor_and_the_last_release_stops_it(
     assert not second.running
     assert gluegun_threads() == []
     listener.accept()[0].close()
-    assert fd_count() == fds_before
+    assert open_fds() == fds_before
     third = rx.acquire_reactor()
     try:
         assert third is not first and third.running

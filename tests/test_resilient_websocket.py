@@ -3,12 +3,11 @@ stream, against a `websockets` server in its own process that is killed and rest
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 
 import pytest
-from polling import wait_until
+from polling import open_fds, wait_until
 
 from gluegun_actors import connection, mailbox, websocket
 from gluegun_actors.errors import UpgradeFailed
@@ -21,14 +20,13 @@ T = 5000
 COUNT = 10
 
 
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def test_a_feed_comes_back_after_five_restarts_with_every_message_once(feed) -> None:
     owner = mailbox.current()
     feed.start("0", COUNT)
-    threads, fds = threading.active_count(), _fds()  # (a feed server's pipe open, as at the end)
+    threads, fds = (
+        threading.active_count(),
+        open_fds(),
+    )  # (a feed server's pipe open, as at the end)
     conn = connection.open("127.0.0.1", feed.port, connection.options(retry=50, retry_timeout=100))
     stream = websocket.upgrade(conn, "/", options=websocket.options(reupgrade=True))
     rounds: list[dict[str, int | list[str]]] = []
@@ -65,7 +63,7 @@ def test_a_feed_comes_back_after_five_restarts_with_every_message_once(feed) -> 
     finally:
         connection.close(conn)
     assert owner.messages() == []
-    assert wait_until(lambda: threading.active_count() <= threads and _fds() <= fds)
+    assert wait_until(lambda: threading.active_count() <= threads and open_fds() <= fds)
 
 
 def test_receive_waits_across_a_reconnect_on_a_resilient_stream(feed) -> None:

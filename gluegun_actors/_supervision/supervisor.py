@@ -346,7 +346,7 @@ class SupervisorActor(pykka.ThreadingActor):
 
         def exited(reason: object) -> None:
             with contextlib.suppress(pykka.ActorDeadError):  # the supervisor is gone
-                tell(_ChildExited(child, target, _reason(target, reason)))
+                tell(_ChildExited(child, target, exit_reason(target, reason)))
 
         deathwatch.watch(ref, exited)
         _await_started(ref)
@@ -533,7 +533,9 @@ def _await_started(ref: pykka.ActorRef[Any]) -> None:
         log.warning("%r has not finished on_start after %.0f s; going on", ref, _START_WAIT)
 
 
-def _reason(target: object, reason: object) -> object:
+def exit_reason(target: object, reason: object) -> object:
+    """Why `target` stopped: a connection's own reason (the one its `Down` carries),
+    else what its watch reported."""
     if isinstance(target, Connection) and not target.alive:
         return target.exit_reason
     return reason
