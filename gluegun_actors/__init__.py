@@ -3,8 +3,9 @@
 Each connection is a Pykka actor that owns its socket, speaks HTTP/1.1 and WebSocket,
 reconnects by policy and reports to its owner with Gun's messages (`GunUp`, `GunDown`,
 `GunResponse`, `GunData`, `GunWs`, ...). Public modules: `connection`, `http`,
-`websocket`, `message`, `events`, `mailbox`, `supervisor`, `manager`, `errors`,
-`testing`.
+`websocket`, `aio` (the same waits for coroutines), `message`, `events`, `mailbox`,
+`supervisor`, `manager`, `errors`, `testing`. The `gluegun` command line is
+`python -m gluegun_actors`.
 """
 
 from gluegun_actors.errors import (
@@ -12,6 +13,7 @@ from gluegun_actors.errors import (
     BadStateError,
     ChildStartError,
     ClosingTimeout,
+    ConnectFailed,
     ConnectionDown,
     ConnectionTerminated,
     GluegunError,
@@ -23,6 +25,8 @@ from gluegun_actors.errors import (
     MessageTooBig,
     PongTimeout,
     ProtocolError,
+    ProxyAuthenticationError,
+    ProxyError,
     RemoteProtocolError,
     StreamError,
     SupervisorError,
@@ -38,6 +42,7 @@ __all__ = [
     "BadStateError",
     "ChildStartError",
     "ClosingTimeout",
+    "ConnectFailed",
     "ConnectionDown",
     "ConnectionTerminated",
     "GluegunError",
@@ -49,6 +54,8 @@ __all__ = [
     "MessageTooBig",
     "PongTimeout",
     "ProtocolError",
+    "ProxyAuthenticationError",
+    "ProxyError",
     "RemoteProtocolError",
     "StreamError",
     "SupervisorError",

@@ -24,7 +24,6 @@ from gluegun_actors.errors import (
     AwaitTimeout,
     BadStateError,
     ConnectionDown,
-    ConnectionTerminated,
     GluegunError,
     StreamError,
     describe,
@@ -73,14 +72,14 @@ def failure(conn: Connection, message: object) -> GluegunError:
     """The exception for a message that ended a wait without answering it."""
     match message:
         case Down(reason=reason):
-            return ConnectionTerminated(
-                f"{conn!r} has stopped ({describe(reason)}); nothing more will come from it",
-                reason,
-            )
+            return conn.terminated(reason, "nothing more will come from it")
         case GunDown(reason=reason):
-            return ConnectionDown(
+            error = ConnectionDown(
                 f"{conn!r} went down ({describe(reason)}) before the stream finished", reason
             )
+            if isinstance(reason, BaseException):
+                error.__cause__ = reason
+            return error
         case GunError(stream=stream, reason=reason):
             if isinstance(reason, GluegunError):
                 return reason
@@ -198,10 +197,31 @@ def wait(collector: Wait[T], timeout: Timeout, what: str, *, per_message: bool =
     try:
         return mailbox.collect(collector, timeout if alive else 0, per_message=per_message)
     except AwaitTimeout:
-        conn.check_alive()
-        text = "forever" if seconds is None else f"{int(seconds * 1000)} ms"
-        if per_message and seconds is not None:
-            text += " of silence"
-        raise AwaitTimeout(
+        error = timed_out(conn, seconds, what, per_message=per_message)
+        raise error from error.__cause__
+
+
+def timed_out(
+    conn: Connection, seconds: float | None, what: str, *, per_message: bool = False
+) -> AwaitTimeout:
+    """The error for a wait on `conn` that got nothing in time (blocking or in a coroutine);
+    raises `ConnectionTerminated` instead if the actor has stopped meanwhile.
+
+    While the connection fails to connect, the message says why and `__cause__` is the
+    last attempt's exception: raise it `from error.__cause__`, not `from None`.
+    """
+    conn.check_alive()
+    text = "forever" if seconds is None else f"{int(seconds * 1000)} ms"
+    if per_message and seconds is not None:
+        text += " of silence"
+    outage = conn.outage
+    if outage is None:
+        return AwaitTimeout(
             f"no {what} from {conn!r} within {text}; nothing was taken from the mailbox"
-        ) from None
+        )
+    error = AwaitTimeout(
+        f"no {what} from {conn!r} within {text}: it is not up, {outage}; nothing was taken "
+        "from the mailbox"
+    )
+    error.__cause__ = outage.error
+    return error

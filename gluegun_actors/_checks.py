@@ -33,6 +33,12 @@ def check_address(host: object, port: object) -> tuple[str, int]:
     """A host name or address and a TCP port, checked."""
     if not isinstance(host, str) or not host:
         raise InvalidArgument(f"host must be a non-empty str, got {host!r}")
+    if "@" in host:
+        raise InvalidArgument(
+            "host must be a name or an address, not user@host "
+            f"(got '***@{host.rpartition('@')[2]}'): "
+            "credentials go in a header, e.g. [('authorization', 'Basic ...')]"
+        )
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise InvalidArgument(f"port must be an int in 1..65535, got {port!r}")
     return host, port
@@ -92,8 +98,9 @@ def check_headers(headers: object, what: str = "headers") -> Headers:
             raise LocalProtocolError(f"invalid header name {name!r}: it must be a non-empty token")
         if _FORBIDDEN_IN_VALUE.search(value):
             raise LocalProtocolError(
-                f"header {name!r} has a value with CR, LF or NUL ({value!r}); "
-                "such a value would split the header block, so nothing was sent"
+                f"header {name!r} has a value with CR, LF or NUL (not shown: it may be a "
+                "secret, e.g. a token read from a file with its newline); such a value "
+                "would split the header block, so nothing was sent"
             )
         out.append((name, value))
     return tuple(out)

@@ -25,6 +25,8 @@ from gluegun_actors._protocol.http1 import DEFAULT_MAX_HEADER_BLOCK_SIZE
 from gluegun_actors._protocol.http1_request import TOKEN_TEXT
 from gluegun_actors._protocol.ws import DEFAULT_MAX_MESSAGE_SIZE
 from gluegun_actors._protocol.ws_handshake import check_extra_headers
+from gluegun_actors._proxy import Proxy, parse_proxy
+from gluegun_actors._redact import SafeHeaders
 from gluegun_actors._timeouts import Infinity, Milliseconds, timeout_ms
 from gluegun_actors._types import Headers, Protocol
 from gluegun_actors.errors import GluegunError, InvalidOptions, InvalidTimeout
@@ -77,12 +79,34 @@ class Options:
     """Upper bound on any retry delay, ms."""
     retry_jitter: float = 0.0
     """Spread each delay by up to this fraction either way (0.2 = ±20 %)."""
+    retry_permanent: bool = False
+    """Retry failures that do not go away by themselves too (a certificate that does not
+    verify, proxy credentials refused); by default they end the connection at once."""
     transport: Literal["tcp", "tls"] | None = None
     """"tcp" or "tls"; None chooses by port, as Gun does: TLS on 443, TCP elsewhere."""
     tls_context: ssl.SSLContext | None = None
     """The context for `transport="tls"`; None uses `ssl.create_default_context()`."""
     tls_server_name: str | None = None
     """SNI and certificate name; defaults to the host."""
+    proxy: Proxy | None = None
+    """Reach the server through a proxy, given as a URL (kept as a `Proxy`):
+    `"http://[user:password@]host:port"` asks an HTTP proxy for a tunnel with CONNECT
+    (credentials as `Proxy-Authorization: Basic`); `"socks5://[user:password@]host:port"`
+    asks a SOCKS5 proxy (RFC 1928, credentials by RFC 1929). The port is required. The
+    proxy's name is resolved here and the server's by the proxy; TLS runs inside the
+    tunnel, with SNI and verification against the server's name. Every connect attempt,
+    retries included, dials the proxy and opens the tunnel anew, bounded by
+    `connect_timeout`. A proxy that cannot be reached or refuses the tunnel fails the
+    attempt with `ProxyError`; refused credentials (407, SOCKS5 authentication) with
+    `ProxyAuthenticationError`, which is not retried. Credentials are never shown: the
+    option's repr and every message write `***`. A bad URL raises `InvalidOptions`.
+    Example: `connection.options(proxy="socks5://user:secret@127.0.0.1:1080")`."""
+    proxy_from_env: bool = False
+    """Take the proxy from the environment when `proxy` is not given: `https_proxy` for
+    TLS connections, `http_proxy` for TCP ones, else `all_proxy`; none for a host that
+    `no_proxy` lists. Read when the connection is opened; off by default, so the
+    environment is never used unless asked. A bad URL there raises `InvalidOptions` from
+    `connection.open`. Example: `connection.options(proxy_from_env=True)`."""
     protocols: tuple[Protocol, ...] = (Protocol.HTTP1,)
     closing_timeout: int = 15_000
     """How long a WebSocket close waits for the peer's close frame, ms."""
@@ -102,6 +126,11 @@ class Options:
     owner: Mailbox | pykka.ActorRef[Any] | None = None
     """Where messages go; None = the opening thread's own mailbox (`mailbox.current()`)."""
     event_handler: EventHandler | None = None
+    """Called with Gun's event names and fields (`trace` module); sees header values whole."""
+    sensitive_headers: frozenset[str] = frozenset()
+    """Header names, beside the default list (authorization, proxy-authorization, cookie,
+    set-cookie, x-api-key, x-auth-token, sec-websocket-key), whose values the DEBUG log
+    and reprs show as `<redacted>`."""
     max_header_block_size: int = DEFAULT_MAX_HEADER_BLOCK_SIZE
     """Largest response header block accepted, bytes; more is a protocol error."""
 
@@ -118,6 +147,8 @@ class Options:
         ):
             _set(self, name, milliseconds(name, getattr(self, name), optional=True))
         _count("retry", self.retry, optional=False)
+        if not isinstance(self.retry_permanent, bool):
+            raise InvalidOptions(f"retry_permanent must be a bool, got {self.retry_permanent!r}")
         _count("flow", self.flow, optional=True)
         backoff = self.retry_backoff
         if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff < 1.0:
@@ -147,9 +178,16 @@ class Options:
                 )
         if self.owner is not None:
             _check_owner(self.owner)
+        _set(self, "sensitive_headers", _header_names(self.sensitive_headers))
         limit = self.max_header_block_size
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidOptions(f"max_header_block_size must be a positive int, got {limit!r}")
+        if self.proxy is not None:
+            _set(self, "proxy", parse_proxy(self.proxy))
+        if not isinstance(self.proxy_from_env, bool):
+            raise InvalidOptions(f"proxy_from_env must be a bool, got {self.proxy_from_env!r}")
+        if self.proxy is not None and self.proxy_from_env:
+            raise InvalidOptions("give proxy or proxy_from_env=True, not both")
 
     def transport_for(self, port: int) -> Literal["tcp", "tls"]:
         """The transport a connection to `port` uses: the option, or by port as Gun."""
@@ -306,7 +344,16 @@ def _upgrade_headers(value: object) -> Headers:
         check_extra_headers(headers)
     except GluegunError as error:
         raise InvalidOptions(f"option headers: {error}") from None
-    return headers
+    return SafeHeaders(headers)
+
+
+def _header_names(value: object) -> frozenset[str]:
+    if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
+        raise InvalidOptions(f"sensitive_headers must be a list of header names, got {value!r}")
+    for name in value:
+        if not isinstance(name, str) or not TOKEN_TEXT.fullmatch(name):
+            raise InvalidOptions(f"sensitive_headers: {name!r} is not a header name")
+    return frozenset(name.lower() for name in value)
 
 
 def _subprotocols(value: object) -> tuple[str, ...]:

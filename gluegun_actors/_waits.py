@@ -1,9 +1,11 @@
-"""What waits on a mailbox: matches, collectors, and the two kinds of wait.
+"""What waits on a mailbox: matches, collectors, and the three kinds of wait.
 
 A receive is a `Collector` (`One` for a single message) registered as a wait. A wait
 made by `receive` or `collect` is a `BlockingWait`: its caller sleeps on a plain lock that
 the resolving thread releases (one wakeup; a future's condition costs several). A wait
-made by a `*_future` call is a `FutureWait`, a Pykka future. `settle` resolves finished
+made by a `*_future` call is a `FutureWait`, a Pykka future. A wait made by a coroutine
+(`gluegun_actors.aio`) is a `LoopWait`: its outcome is handed to the coroutine's event
+loop, so no thread sleeps for it. `settle` resolves finished
 waits outside the mailbox lock; see `mailbox` for the theory of operation.
 """
 
@@ -23,6 +25,8 @@ from gluegun_actors._timeouts import FutureTimeout, future_timeout_seconds
 from gluegun_actors.errors import InvalidArgument
 
 if TYPE_CHECKING:
+    import asyncio
+
     from gluegun_actors.mailbox import Mailbox
 
 __all__ = [
@@ -32,6 +36,7 @@ __all__ = [
     "Entry",
     "FutureWait",
     "Keep",
+    "LoopWait",
     "Match",
     "One",
     "Outcome",
@@ -190,12 +195,11 @@ class FutureWait(ThreadingFuture[T], Generic[T]):
         self.set_exception((type(error), error, error.__traceback__))
 
 
-class BlockingWait(Generic[T]):
-    """A wait made by `receive` or `collect`: its caller sleeps on a plain lock that the
-    thread resolving it releases, one wakeup (a future's condition costs several)."""
+class _KeptOutcomeWait(Generic[T]):
+    """What `BlockingWait` and `LoopWait` share: the wait's fields, and an outcome kept in
+    `value` or `error` for the waiter, who is then told (`_wake`) in its own way."""
 
     __slots__ = (
-        "_signal",
         "collector",
         "error",
         "mailbox",
@@ -206,7 +210,7 @@ class BlockingWait(Generic[T]):
         "value",
     )
 
-    def __init__(self, mailbox: Mailbox, collector: Collector[T], sliding: bool = False) -> None:
+    def __init__(self, mailbox: Mailbox, collector: Collector[T], sliding: bool) -> None:
         self.mailbox = mailbox
         self.collector = collector
         self.state = WaitState.NEW
@@ -217,18 +221,34 @@ class BlockingWait(Generic[T]):
         """The timeout counts from the last message taken, not from the start."""
         self.progress_at = 0.0
         """`time.monotonic()` when a sliding wait last took a message (under the lock)."""
-        self._signal = threading.Lock()
-        self._signal.acquire()
 
     def __repr__(self) -> str:
         return f"<mailbox wait {self.state.value} on {self.mailbox!r}>"
 
     def resolve(self, value: T, held: HeldWakeups | None) -> None:
         self.value = value
-        wake(self._signal, held)
+        self._wake(held)
 
     def fail(self, error: BaseException, held: HeldWakeups | None) -> None:
         self.error = error
+        self._wake(held)
+
+    def _wake(self, held: HeldWakeups | None) -> None:
+        raise NotImplementedError
+
+
+class BlockingWait(_KeptOutcomeWait[T]):
+    """A wait made by `receive` or `collect`: its caller sleeps on a plain lock that the
+    thread resolving it releases, one wakeup (a future's condition costs several)."""
+
+    __slots__ = ("_signal",)
+
+    def __init__(self, mailbox: Mailbox, collector: Collector[T], sliding: bool = False) -> None:
+        super().__init__(mailbox, collector, sliding)
+        self._signal = threading.Lock()
+        self._signal.acquire()
+
+    def _wake(self, held: HeldWakeups | None) -> None:
         wake(self._signal, held)
 
     def sleep(self, seconds: float | None) -> bool:
@@ -238,7 +258,44 @@ class BlockingWait(Generic[T]):
         return self._signal.acquire(timeout=min(seconds, threading.TIMEOUT_MAX))
 
 
-Wait: TypeAlias = "FutureWait[Any] | BlockingWait[Any]"
+class LoopWait(_KeptOutcomeWait[T]):
+    """A wait made by a coroutine: whichever thread resolves it hands the outcome to the
+    coroutine's event loop (`call_soon_threadsafe`), so the loop never blocks on it.
+
+    The outcome lands in `outcome` as `(value, error)`: a future that never raises by
+    itself, so the coroutine tells its own cancellation apart from the wait's failure.
+    Made on the loop's thread; resolved there at once when that is where it finishes.
+    If the loop is closed before it can be told, what the wait took goes back.
+    """
+
+    __slots__ = ("_thread", "outcome")
+
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        collector: Collector[T],
+        outcome: asyncio.Future[tuple[T | None, BaseException | None]],
+        sliding: bool = False,
+    ) -> None:
+        super().__init__(mailbox, collector, sliding)
+        self.outcome = outcome
+        self._thread = threading.get_ident()
+
+    def _wake(self, held: HeldWakeups | None) -> None:
+        if threading.get_ident() == self._thread:
+            self._deliver()
+            return
+        try:
+            self.outcome.get_loop().call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop is closed: nobody will take the outcome
+            self.mailbox._withdraw(self)
+
+    def _deliver(self) -> None:
+        if not self.outcome.done():  # else its coroutine gave up, and gave the messages back
+            self.outcome.set_result((self.value, self.error))
+
+
+Wait: TypeAlias = "FutureWait[Any] | BlockingWait[Any] | LoopWait[Any]"
 
 Outcome: TypeAlias = tuple[Wait, Exception | None]
 """A wait that finished under the lock, and its match's exception if it failed."""

@@ -52,6 +52,41 @@ class ConnectionTerminated(ConnectionDown):
     """The connection actor itself has stopped: nothing more will come from it."""
 
 
+class ProxyError(ConnectionDown):
+    """The proxy could not be reached, or did not open the tunnel to the server.
+
+    `proxy` is the proxy's `host:port` and `reply` its answer, when it gave one (the HTTP
+    status of a CONNECT, or the SOCKS5 reply code). Messages never carry the credentials.
+    Retried by the connection's retry policy like any failed connect, except
+    `ProxyAuthenticationError`.
+    """
+
+    def __init__(self, message: str, *, proxy: str = "", reply: int | None = None) -> None:
+        super().__init__(message)
+        self.proxy = proxy
+        self.reply = reply
+
+
+class ProxyAuthenticationError(ProxyError):
+    """The proxy refused the credentials (HTTP 407, a SOCKS5 authentication failure), or
+    wants credentials that were not given. Not retried: the connection stops at once."""
+
+
+class ConnectFailed(ConnectionTerminated):
+    """The connection stopped because it could not connect: every attempt of its last run
+    of retries failed (or the only one, with `retry=0`).
+
+    `reason` (the same as in `Down`) and `__cause__` are the last attempt's own exception,
+    as the socket layer raised it: `ConnectionRefusedError`, `socket.gaierror` (DNS),
+    `TimeoutError` (`connect_timeout` and friends), `ssl.SSLCertVerificationError` (its
+    `verify_message` says why) or another `ssl.SSLError`. `attempts` counts the failures.
+    """
+
+    def __init__(self, message: str, reason: object = None, attempts: int = 0) -> None:
+        super().__init__(message, reason)
+        self.attempts = attempts
+
+
 class StreamError(GluegunError):
     """One stream failed; the connection may still be up.
 
@@ -85,6 +120,29 @@ class UpgradeFailed(StreamError):
         self.headers = headers
         self.body = body
 
+    @classmethod
+    def of_response(
+        cls,
+        stream: StreamRef | None,
+        status: int,
+        headers: Headers,
+        body: bytes,
+        path: str | None = None,
+    ) -> UpgradeFailed:
+        """The error for an upgrade answered with `status`: the status, a hint at the likely
+        cause, and the body when it is short enough to read in a message."""
+        where = "the upgrade's path" if path is None else repr(path)
+        message = (
+            f"the server refused the WebSocket upgrade of {stream!r} with status {status}: "
+            f"{_refusal_hint(status, headers, where)}"
+        )
+        text = body.strip()
+        if text and len(text) <= _BODY_SHOWN:
+            message += f"; its body: {text.decode('utf-8', 'replace')!r}"
+        elif text:
+            message += f"; its body ({len(body)} bytes) is in .body"
+        return cls(message, stream, status, headers, body)
+
 
 class WebSocketClosed(StreamError):
     """The peer closed the WebSocket; `code` and `close_reason` are from its close frame."""
@@ -114,6 +172,31 @@ class RemoteProtocolError(ProtocolError):
 
 class MessageTooBig(RemoteProtocolError):
     """The peer sent a message larger than the configured limit."""
+
+
+_BODY_SHOWN = 200
+"""Bytes of a refused upgrade's body quoted in its message, at most."""
+
+
+def _refusal_hint(status: int, headers: Headers, where: str) -> str:
+    if 200 <= status < 300:
+        return f"it answered as to a plain HTTP request: is {where} a WebSocket endpoint?"
+    if 300 <= status < 400:
+        location = next((value for name, value in headers if name == "location"), None)
+        target = f" to {location!r}" if location else ""
+        return f"it redirects{target}; upgrades do not follow redirects: connect there instead"
+    match status:
+        case 400:
+            return f"it rejected the handshake: is {where} a WebSocket endpoint?"
+        case 401 | 403:
+            return "not allowed: does it want credentials (an authorization header) or an origin?"
+        case 404:
+            return f"{where} was not found: is it the WebSocket endpoint's path?"
+        case 426:
+            return "it asks for another protocol version (see its sec-websocket-version header)"
+    if status >= 500:
+        return "the server failed; try again later"
+    return f"is {where} a WebSocket endpoint?"
 
 
 def describe(reason: Any) -> str:

@@ -1,6 +1,6 @@
 """Messages a connection sends to its owner, mirroring Gun's tuples.
 
-Each is a frozen dataclass with positional `match` support::
+Each is a frozen dataclass with positional `match` support:
 
     match msg:
         case GunResponse(conn, stream, is_fin, status, headers) if conn is my_conn: ...

@@ -41,6 +41,13 @@ Complexity, with n queued messages and w registered waits:
   insert each), beyond that a single O(n + j) merge.
 - `flush`, `messages`: O(n).
 
+Backpressure: a mailbox has a high-water mark (`HIGH_WATER_MESSAGES` messages or
+`HIGH_WATER_BYTES` bytes of payload queued). A connection that delivers to a mailbox
+over it stops reading its socket, so a slow owner is held back by TCP, not by memory;
+it reads again once the mailbox is drained to half the mark, or as soon as a receiver
+blocks waiting for something the queue does not hold (a selective receive that skips
+what is queued must not wait for a connection that waits for it).
+
 `current()` is the calling thread's own mailbox (Erlang's `self()`), made on first use
 and closed when its thread ends, which fires its monitors: that is how a connection
 notices that its owner is gone.
@@ -81,9 +88,13 @@ from gluegun_actors._waits import (
     settle,
 )
 from gluegun_actors.errors import AwaitTimeout, BadStateError, InvalidArgument
+from gluegun_actors.events import GunData, GunWs
+from gluegun_actors.message import Binary, Text
 
 __all__ = [
     "GIVE_BACK_INSERT_LIMIT",
+    "HIGH_WATER_BYTES",
+    "HIGH_WATER_MESSAGES",
     "KEEP",
     "SCAN_MARKS_LIMIT",
     "Collector",
@@ -102,6 +113,12 @@ GIVE_BACK_INSERT_LIMIT: Final = 16
 SCAN_MARKS_LIMIT: Final = 32
 """How many match objects a mailbox remembers scan positions for (the oldest is forgotten)."""
 
+HIGH_WATER_MESSAGES: Final = 10_000
+"""Queued messages past which connections delivering here stop reading their sockets."""
+
+HIGH_WATER_BYTES: Final = 16 << 20
+"""Queued payload bytes (`GunData` data, `GunWs` frames) past which they stop too."""
+
 T = TypeVar("T")
 M = TypeVar("M")
 
@@ -118,11 +135,26 @@ class _Monitor:
 
 
 class Mailbox:
-    """A thread-safe, ordered mailbox with selective receive (see the module docstring)."""
+    """A thread-safe, ordered mailbox with selective receive (see the module docstring).
+
+    Give one as a connection's `owner` or a stream's `reply_to` to read its messages from
+    any thread; `len(mailbox)` is how many are queued.
+
+    Example:
+        ```python
+        inbox = mailbox.Mailbox("feeds")
+        conn = connection.open("localhost", 8080, connection.options(owner=inbox))
+        up = inbox.receive(GunUp, 5000)
+        ```
+    """
 
     __slots__ = (
         "__weakref__",
         "_alive",
+        "_bytes",
+        "_drained",
+        "_high_bytes",
+        "_high_messages",
         "_lock",
         "_marks",
         "_monitors",
@@ -132,8 +164,19 @@ class Mailbox:
         "_waits",
     )
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        high_water_messages: int = HIGH_WATER_MESSAGES,
+        high_water_bytes: int = HIGH_WATER_BYTES,
+    ) -> None:
+        for what, value in (("messages", high_water_messages), ("bytes", high_water_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgument(f"high_water_{what} must be a positive int, got {value!r}")
         self._name = name
+        self._high_messages = high_water_messages
+        self._high_bytes = high_water_bytes
         # Every field below is guarded by `_lock` (any thread puts, receives, flushes):
         self._lock = threading.Lock()
         self._queue: deque[Entry] = deque()
@@ -144,6 +187,10 @@ class Mailbox:
         # id(match) -> (the match or a weak reference to it, the first sequence number it
         # has not declined): every queued message before that number fails that match.
         self._marks: dict[int, tuple[object, int]] = {}
+        self._bytes = 0  # payload bytes queued (see `_weight`)
+        # Called once the queue is drained to half its high-water mark (or a receiver
+        # blocks): connections that stopped reading because it was over the mark.
+        self._drained: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
         name = f" {self._name!r}" if self._name is not None else ""
@@ -171,6 +218,7 @@ class Mailbox:
             self._next_seq += 1
             if not self._waits:
                 self._queue.append(entry)
+                self._bytes += _weight(message)
                 return
             outcomes = self._dispatch_locked([entry])
         settle(outcomes)
@@ -189,6 +237,7 @@ class Mailbox:
             entries = list(zip(itertools.count(first), messages))
             if not self._waits:
                 self._queue.extend(entries)
+                self._bytes += sum(map(_weight, messages))
                 return
             outcomes = self._dispatch_locked(entries)
         settle(outcomes, held)
@@ -207,13 +256,35 @@ class Mailbox:
         The other messages stay where they are. Raises `AwaitTimeout` when nothing
         matched in time; a message that arrives as the timeout fires is returned, not lost.
         `match` must be pure (see the module docstring).
+
+        `match` is a message class (or a tuple of classes), a predicate, or None (any
+        message). `timeout` is milliseconds (`int`, `Milliseconds`) or `Infinity`.
+
+        Raises:
+            AwaitTimeout: nothing matched within `timeout`; nothing was taken.
+            InvalidTimeout: `timeout` is a `float` (seconds by mistake).
+
+        Example:
+            ```python
+            inbox = mailbox.current()
+            down = inbox.receive(lambda m: isinstance(m, GunDown) and m.conn is conn, 1000)
+            anything = inbox.receive(timeout=0)  # the head, or AwaitTimeout at once
+            ```
         """
         seconds = timeout_seconds(timeout)
         if match is None or isinstance(match, type):  # the head matches: take it at once
             with self._lock:
                 queue = self._queue
                 if queue and (match is None or isinstance(queue[0][1], match)):
-                    return queue.popleft()[1]
+                    message = queue.popleft()[1]
+                    self._bytes -= _weight(message)
+                    drained = self._drained_locked()
+                else:
+                    drained = None
+            if drained is not None:
+                if drained:
+                    _call_all(drained)
+                return message
         return self._await(One(match), seconds)
 
     @overload
@@ -226,6 +297,16 @@ class Mailbox:
         """A future for the first message that matches; the message is taken when it resolves.
 
         Combine with `pykka.get_all`; give up with `cancel`, or the wait stays registered.
+        Its `get(timeout=)` takes seconds as a `float` (Pykka's unit) or `Milliseconds`.
+
+        Example:
+            ```python
+            pending = inbox.receive_future(GunUp)
+            try:
+                up = pending.get(timeout=2.0)
+            except pykka.Timeout:
+                inbox.cancel(pending)
+            ```
         """
         return self._start(One(match))
 
@@ -237,7 +318,26 @@ class Mailbox:
         `timeout` bounds the whole wait, or with `per_message` each message: the wait gives
         up once that long has passed since the start or the last message it took (Gun's
         `await_body`). On timeout (`AwaitTimeout`) every message it took goes back to its
-        place.
+        place. `timeout` is milliseconds or `Infinity`.
+
+        Raises:
+            AwaitTimeout: the collector was not done in time; its messages went back.
+
+        Example:
+            ```python
+            class Three(mailbox.Collector[list[object]]):
+                def __init__(self) -> None:
+                    self.items: list[object] = []
+                def offer(self, message: object) -> bool:
+                    self.items.append(message)
+                    return True
+                def done(self) -> bool:
+                    return len(self.items) == 3
+                def result(self) -> list[object]:
+                    return self.items
+
+            first_three = inbox.collect(Three(), 1000)
+            ```
         """
         seconds = timeout_seconds(timeout)
         return self._await(collector, seconds, per_message)
@@ -263,12 +363,24 @@ class Mailbox:
         return was_pending
 
     def flush(self, match: Match = None) -> int:
-        """Remove the queued messages that match (all by default); return how many."""
+        """Remove the queued messages that match (all by default); return how many.
+
+        Only what is queued now: for a connection's messages still on their way, use
+        `connection.flush(conn)`, which waits for them first.
+
+        Example:
+            ```python
+            dropped = inbox.flush(GunData)  # every queued GunData, of any connection
+            ```
+        """
         matches = predicate(match)
         with self._lock:
             keep = deque(entry for entry in self._queue if not matches(entry[1]))
             removed = len(self._queue) - len(keep)
             self._queue = keep
+            self._bytes = sum(_weight(entry[1]) for entry in keep)
+            drained = self._drained_locked()
+        _call_all(drained)
         return removed
 
     def messages(self) -> list[object]:
@@ -337,6 +449,9 @@ class Mailbox:
                 wait.progress_at = _now()
                 wait.state = WaitState.PENDING
                 self._waits[wait] = None
+            # A receiver that blocks wants what is not queued: connections read on.
+            drained = self._drained_locked(blocked=wait is not None)
+        _call_all(drained)
         if wait is None:
             return collector.result()
         try:
@@ -367,17 +482,41 @@ class Mailbox:
     def _start(self, collector: Collector[T]) -> FutureWait[T]:
         """Scan, then register unless the queue already held enough; return the future."""
         wait = FutureWait(self, collector)
+        self._begin(wait)
+        return wait
+
+    def _begin(self, wait: Wait) -> bool:
+        """Offer the queue to a new `wait`, then register it unless that was enough (it is
+        settled at once then: True). Waits that do not block a thread start here."""
         with self._lock:
-            done, indices = self._scan_locked(collector)
+            done, indices = self._scan_locked(wait.collector)
             wait.taken = self._take_locked(indices)
             if done:
                 wait.state = WaitState.DONE
             else:
                 wait.state = WaitState.PENDING
+                wait.progress_at = _now()
                 self._waits[wait] = None
+            drained = self._drained_locked(blocked=not done)
+        _call_all(drained)
         if done:
             settle([(wait, None)])
-        return wait
+        return done
+
+    def _expire(self, wait: Wait, seconds: float) -> float | None:
+        """A timer of `wait` ran out: give it up if it is still pending, atomically with
+        `put` (what it took goes back), and, when it is `sliding`, `seconds` have passed
+        since it last took a message. Returns the seconds still to wait (the sliding case),
+        else None: it gave up (now WITHDRAWN) or had already finished."""
+        with self._lock:
+            if wait.state is not WaitState.PENDING:
+                return None
+            left = wait.progress_at + seconds - _now() if wait.sliding else 0.0
+            if left > 0:
+                return left
+            outcomes = self._unregister_locked(wait, WaitState.WITHDRAWN)
+        settle(outcomes)
+        return None
 
     def _withdraw(self, wait: Wait) -> bool:
         """Unregister `wait` (True if it was pending), giving back what it took."""
@@ -466,8 +605,11 @@ class Mailbox:
         if not indices:
             return []
         if indices[-1] == len(indices) - 1:  # a prefix: the common case
-            return [queue.popleft() for _ in indices]
+            taken = [queue.popleft() for _ in indices]
+            self._bytes -= sum(_weight(entry[1]) for entry in taken)
+            return taken
         taken = [queue[index] for index in indices]
+        self._bytes -= sum(_weight(entry[1]) for entry in taken)
         if len(indices) <= GIVE_BACK_INSERT_LIMIT:
             for index in reversed(indices):
                 del queue[index]
@@ -539,6 +681,7 @@ class Mailbox:
         """Put entries (ascending) back into the queue at their places by sequence number."""
         if not entries:
             return
+        self._bytes += sum(_weight(entry[1]) for entry in entries)
         queue = self._queue
         if not queue or queue[-1][0] < entries[0][0]:
             queue.extend(entries)
@@ -547,6 +690,30 @@ class Mailbox:
                 queue.insert(bisect_left(queue, entry[0], key=seq_of), entry)
         else:
             self._queue = deque(heapq.merge(queue, entries, key=seq_of))
+
+    def _backlogged(self, on_drained: Callable[[], None]) -> bool:
+        """True when the queue is over its high-water mark: `on_drained` is then called
+        once (from a receiving thread) when it is drained to half, or a receiver blocks.
+        For connections deciding whether to read on (see the module docstring)."""
+        if len(self._queue) <= self._high_messages and self._bytes <= self._high_bytes:
+            return False  # the common case, without the lock (a snapshot is enough here)
+        with self._lock:
+            if len(self._queue) <= self._high_messages and self._bytes <= self._high_bytes:
+                return False
+            self._drained.append(on_drained)
+            return True
+
+    def _drained_locked(self, *, blocked: bool = False) -> list[Callable[[], None]]:
+        """The drain callbacks to call now: the queue is at or under half its mark, or a
+        receiver is about to block (`blocked`)."""
+        if not self._drained:
+            return []
+        if not blocked and (
+            len(self._queue) > self._high_messages // 2 or self._bytes > self._high_bytes // 2
+        ):
+            return []
+        drained, self._drained = self._drained, []
+        return drained
 
     def _timeout_error(self, collector: Collector[Any], seconds: float | None) -> AwaitTimeout:
         if isinstance(collector, One):
@@ -557,6 +724,28 @@ class Mailbox:
             f"waited {round((seconds or 0.0) * 1000)} ms for {what} in {self!r}; "
             "nothing was taken from the mailbox"
         )
+
+
+def _weight(message: object) -> int:
+    """The payload bytes a message holds, for the high-water mark (0 for the rest)."""
+    kind = type(message)
+    if kind is GunData:
+        return len(message.data)  # type: ignore[attr-defined]
+    if kind is GunWs:
+        frame = message.frame  # type: ignore[attr-defined]
+        if type(frame) is Binary:
+            return len(frame.data)
+        if type(frame) is Text:
+            return len(frame.text)
+    return 0
+
+
+def _call_all(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            _log.exception("a mailbox drain callback failed")
 
 
 def _fire(monitors: list[_Monitor]) -> None:
@@ -582,9 +771,21 @@ _thread_owner = threading.local()
 def current() -> Mailbox:
     """The calling thread's own mailbox (Erlang's `self()`), made on first use.
 
+    It is the default owner and `reply_to` of calls made from a plain thread. Inside a
+    Pykka actor's handler (or `on_start`) the default is that actor instead: its
+    messages arrive in `on_receive`, as an Erlang process's do, and nobody has to read a
+    thread mailbox for it.
+
     It is closed (monitors fire) when the thread ends: CPython clears a thread's locals
     then, which finalizes the `_ThreadOwner` kept there. The mailbox holds no reference
     to its thread. The main thread's mailbox is not closed at interpreter exit.
+
+    Example:
+        ```python
+        conn = connection.open("localhost", 8080)      # owner: this thread's mailbox
+        match mailbox.current().receive(timeout=5000):
+            case GunUp(c, protocol) if c is conn: ...
+        ```
     """
     owner: _ThreadOwner | None = getattr(_thread_owner, "owner", None)
     if owner is None:

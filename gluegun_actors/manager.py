@@ -4,7 +4,7 @@ A manager opens connections under keys the caller chooses (Elixir's `Registry` b
 `DynamicSupervisor`). Each connection runs as a transient child of the manager's
 supervisor: it reconnects by its own retry policy, and when that runs out (or it
 crashes) the supervisor opens a new one from the same key, host, options and upgrade,
-after a backoff. The key stays valid throughout::
+after a backoff. The key stays valid throughout:
 
     mgr = manager.start()
     manager.open(mgr, "btc", url="ws://127.0.0.1:8080/feed")
@@ -29,7 +29,6 @@ import contextlib
 import random
 import threading
 import time
-import urllib.parse
 from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -50,6 +49,7 @@ from gluegun_actors._runtime import deathwatch
 from gluegun_actors._supervision.supervisor import Call, Supervisor, exit_reason, normal_exit
 from gluegun_actors._timeouts import Infinity, Timeout, timeout_seconds
 from gluegun_actors._types import StreamRef
+from gluegun_actors._url import parse_url, url_options
 from gluegun_actors.errors import (
     AwaitTimeout,
     ConnectionTerminated,
@@ -268,6 +268,18 @@ def start(
     whose retries ran out. `intensity`: more than this many replacements within `period`
     ms stop the whole fleet (None, the default: never; a fleet's connections fail
     together when their server does).
+
+    Raises:
+        InvalidArgument: an owner that is neither a `Mailbox` nor an `ActorRef`.
+        InvalidOptions: `options` not from `connection.options()`, a `reconnect` that is
+            not callable, a bad backoff, intensity or period.
+
+    Example:
+        ```python
+        with manager.start(options=connection.options(retry=5)) as mgr:
+            manager.open(mgr, "btc", url="ws://127.0.0.1:8080/feed")
+            manager.await_upgrade(mgr, "btc", 5000)
+        ```
     """
     if owner is None:
         owner = caller()
@@ -313,7 +325,18 @@ def open(
     (as `path=` does with `host` and `port`), `http://` and `https://` a plain HTTP/1.1
     connection. A WebSocket key is upgraded again after every reconnect (`ws_options`
     default to `websocket.options(reupgrade=True)`). `options` default to the manager's.
-    `ManagerError` for a key already in use.
+
+    Raises:
+        ManagerError: the key is in use, or the manager has stopped.
+        InvalidArgument: an unhashable key, both or neither of url and host/port, a bad
+            URL; nothing was started.
+        InvalidOptions: options not from `connection.options()` / `websocket.options()`.
+
+    Example:
+        ```python
+        manager.open(mgr, "eth", url="wss://feeds.example.com/eth")
+        manager.open(mgr, "api", "127.0.0.1", 8081)  # plain HTTP/1.1
+        ```
     """
     _check(mgr)
     try:
@@ -327,9 +350,10 @@ def open(
     if url is not None:
         if host is not None or port is not None or path is not None:
             raise InvalidArgument("give a url, or a host and port (and a path), not both")
-        host, port, path, tls = _parse_url(url)
-        if tls and options.transport is None:
-            options = replace(options, transport="tls")
+        parsed = parse_url(url)
+        options = url_options(parsed, options)
+        host, port = parsed.host, parsed.port
+        path = parsed.target if parsed.websocket else None
     host, port = check_address(host, port)
     options = replace(options, owner=mgr.owner)
     if options.retry_fun is None and mgr.reconnect is not None:
@@ -357,36 +381,87 @@ def open(
 
 def lookup(mgr: Manager, key: Hashable) -> Connection:
     """The key's current connection (it may have stopped, its replacement not started yet:
-    see `await_up`). `ManagerError` for an unknown key."""
+    see `await_up`).
+
+    Raises:
+        ManagerError: an unknown key, or the manager has stopped.
+
+    Example:
+        ```python
+        http.get(manager.lookup(mgr, "api"), "/health")
+        ```
+    """
     conn = _entry(mgr, key).conn
     assert conn is not None
     return conn
 
 
 def stream_of(mgr: Manager, key: Hashable) -> StreamRef | None:
-    """The key's current WebSocket stream (new with each new connection), None for HTTP."""
+    """The key's current WebSocket stream (new with each new connection), None for HTTP.
+
+    Raises:
+        ManagerError: an unknown key, or the manager has stopped.
+
+    Example:
+        ```python
+        websocket.send(manager.lookup(mgr, "btc"), manager.stream_of(mgr, "btc"), Text("hi"))
+        ```
+    """
     return _entry(mgr, key).stream
 
 
 def keys(mgr: Manager, state: str | None = None) -> list[Hashable]:
-    """The keys, in the order they were opened; only those in `state` if given."""
+    """The keys, in the order they were opened; only those in `state` if given.
+
+    `state` is one of `connected`, `connecting`, `not_connected`, `closing`, `restarting`.
+
+    Example:
+        ```python
+        waiting = manager.keys(mgr, "restarting")
+        ```
+    """
     entries = _entries(mgr)
     return [e.key for e in entries if state is None or e.state() == state]
 
 
 def count(mgr: Manager) -> dict[str, int]:
     """How many keys are in each state: a connection's (`connected`, `connecting`,
-    `not_connected` between retries, `closing`), or `restarting` between connections."""
+    `not_connected` between retries, `closing`), or `restarting` between connections.
+
+    Example:
+        ```python
+        manager.count(mgr)  # {"connected": 998, "restarting": 2}
+        ```
+    """
     return dict(Counter(entry.state() for entry in _entries(mgr)))
 
 
 def stats(mgr: Manager, key: Hashable) -> ConnectionStats:
-    """The key's counters over all its connections so far, with its current state."""
+    """The key's counters over all its connections so far, with its current state.
+
+    Read without asking any actor, so it never waits.
+
+    Raises:
+        ManagerError: an unknown key, or the manager has stopped.
+
+    Example:
+        ```python
+        s = manager.stats(mgr, "btc")
+        print(s.state, s.messages_in, s.reconnects, s.restarts, s.last_error)
+        ```
+    """
     return _entry(mgr, key).stats()
 
 
 def totals(mgr: Manager) -> FleetStats:
-    """The fleet's counters summed over its keys."""
+    """The fleet's counters summed over its keys.
+
+    Example:
+        ```python
+        fleet = manager.totals(mgr)
+        print(fleet.connections, fleet.states, fleet.bytes_in)
+        ```
+    """
     every = [entry.stats() for entry in _entries(mgr)]
     return FleetStats(
         connections=len(every),
@@ -405,7 +480,16 @@ def broadcast(
 ) -> int:
     """Send `frame` (or frames, in order) once on every upgraded WebSocket key (of `keys`
     if given; unknown ones are skipped); returns how many it was sent to. A key that is
-    reconnecting or being upgraded again is skipped: nothing is queued for it."""
+    reconnecting or being upgraded again is skipped: nothing is queued for it.
+
+    Raises:
+        InvalidArgument: not a frame or a list of frames.
+
+    Example:
+        ```python
+        sent = manager.broadcast(mgr, Text("ping"), keys=["btc", "eth"])
+        ```
+    """
     frames = checked_frames(frame)
     entries = _entries(mgr)
     if keys is not None:
@@ -429,6 +513,17 @@ def await_up(mgr: Manager, key: Hashable, timeout: Timeout = 5000) -> Connection
 
     Reads the owner's mailbox (call it from the owner's thread) and takes that
     connection's `GunUp`; `Down` and `Restarted` messages stay for the owner to see.
+    `timeout` is in milliseconds and bounds the whole wait.
+
+    Raises:
+        AwaitTimeout: the key had no connection up in time.
+        ManagerError: an unknown key, or the manager has stopped.
+        BadStateError: the owner is a Pykka actor.
+
+    Example:
+        ```python
+        conn = manager.await_up(mgr, "api", 5000)
+        ```
     """
     conn: Connection = _follow(mgr, key, timeout, _up)
     return conn
@@ -436,14 +531,37 @@ def await_up(mgr: Manager, key: Hashable, timeout: Timeout = 5000) -> Connection
 
 def await_upgrade(mgr: Manager, key: Hashable, timeout: Timeout = 5000) -> GunUpgrade:
     """Wait until the key's WebSocket is upgraded (on its current connection, following
-    replacements) and take that `GunUpgrade`; its `GunUp` stays in the mailbox."""
+    replacements) and take that `GunUpgrade`; its `GunUp` stays in the mailbox.
+
+    `timeout` is in milliseconds and bounds the whole wait.
+
+    Raises:
+        AwaitTimeout: not upgraded in time.
+        UpgradeFailed: the server refused the upgrade.
+        ManagerError: an unknown key, or the manager has stopped.
+
+    Example:
+        ```python
+        upgrade = manager.await_upgrade(mgr, "btc", 5000)
+        websocket.send(upgrade.conn, upgrade.stream, Text("subscribe"))
+        ```
+    """
     upgrade: GunUpgrade = _follow(mgr, key, timeout, _upgraded)
     return upgrade
 
 
 def remove(mgr: Manager, key: Hashable) -> None:
     """Stop the key's connection gracefully (a WebSocket sends close 1001; forced after
-    the closing timeout) and forget the key."""
+    the closing timeout) and forget the key.
+
+    Raises:
+        ManagerError: an unknown key, or the manager has stopped.
+
+    Example:
+        ```python
+        manager.remove(mgr, "eth")
+        ```
+    """
     _entry(mgr, key)
     with contextlib.suppress(SupervisorError):  # it stopped on its own meanwhile
         supervisor.terminate_child(_supervisor(mgr), key)
@@ -453,17 +571,49 @@ def remove(mgr: Manager, key: Hashable) -> None:
 
 def shutdown_all(mgr: Manager) -> int:
     """Stop every connection gracefully, all at once (WebSocket close 1001, each bounded by
-    the closing timeout, then forced); forget every key. Returns how many were running."""
+    the closing timeout, then forced); forget every key. Returns how many were running.
+
+    Raises:
+        ManagerError: the manager has stopped.
+
+    Example:
+        ```python
+        stopped = manager.shutdown_all(mgr)  # the manager stays, ready for new keys
+        ```
+    """
     return _terminate_all(mgr, None)
 
 
 def close_all(mgr: Manager) -> int:
-    """Close every connection at once, without a closing handshake; forget every key."""
+    """Close every connection at once, without a closing handshake; forget every key.
+
+    Returns how many were running.
+
+    Raises:
+        ManagerError: the manager has stopped.
+
+    Example:
+        ```python
+        manager.close_all(mgr)
+        ```
+    """
     return _terminate_all(mgr, 0)
 
 
 def stop(mgr: Manager) -> None:
-    """Shut every connection down gracefully, then stop the manager; harmless twice."""
+    """Shut every connection down gracefully, then stop the manager; harmless twice.
+
+    The owner gets no `Down` for the manager then. `with manager.start() as mgr:` calls
+    it on exit.
+
+    Raises:
+        InvalidArgument: `mgr` is not a `Manager`.
+
+    Example:
+        ```python
+        manager.stop(mgr)
+        ```
+    """
     sup = _check(mgr).supervisor
     if sup is None or not sup.alive:
         mgr._supervisor_exited(deathwatch.NORMAL)
@@ -529,25 +679,6 @@ def _terminate_all(mgr: Manager, shutdown_ms: int | None) -> int:
     for entry in entries:
         entry.replaced.set()
     return running
-
-
-def _parse_url(url: object) -> tuple[str, int, str | None, bool]:
-    if not isinstance(url, str):
-        raise InvalidArgument(f"url must be a str, got {url!r}")
-    parts = urllib.parse.urlsplit(url)
-    defaults = {"ws": 80, "wss": 443, "http": 80, "https": 443}
-    if parts.scheme not in defaults or not parts.hostname:
-        raise InvalidArgument(
-            f"url must be ws://, wss://, http:// or https:// with a host, got {url!r}"
-        )
-    try:
-        port = parts.port or defaults[parts.scheme]
-    except ValueError:
-        raise InvalidArgument(f"url has an invalid port: {url!r}") from None
-    path = None
-    if parts.scheme in ("ws", "wss"):
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.hostname, port, path, parts.scheme in ("wss", "https")
 
 
 def _up(conn: Connection, stream: StreamRef | None, timeout: Timeout) -> Connection:

@@ -88,6 +88,20 @@ def child(
     (`"brutal_kill"` or 0: at once; `Infinity`: wait); by default 5000 for a worker and
     `Infinity` for a supervisor, as in OTP. `backoff`: `(min_ms, max_ms)` between
     restarts of a child that keeps crashing.
+
+    Raises:
+        InvalidOptions: an unhashable id, a `start` that is not callable, an unknown
+            `restart` or `type`, a significant permanent child, a bad backoff.
+
+    Example:
+        ```python
+        feed = supervisor.child(
+            "feed",
+            lambda: connection.open("localhost", 8080, connection.options(owner=inbox)),
+            restart="transient",
+            backoff=(100, 5000),
+        )
+        ```
     """
     if shutdown is None:
         shutdown = Infinity if type == "supervisor" else 5000
@@ -118,6 +132,20 @@ def start(
     `period` ms stops the supervisor with `INTENSITY` (None: never, for children that
     all have a backoff). The owner (by default the caller)
     gets `Down(supervisor, reason)` when it stops, and its death stops the supervisor.
+
+    Raises:
+        ChildStartError: a child would not start (`__cause__`: what its start raised).
+        InvalidArgument: a child that is not a `ChildSpec`, an owner of the wrong type.
+        InvalidOptions: duplicate ids, an unknown strategy or `auto_shutdown`, a bad
+            intensity or period (ms).
+
+    Example:
+        ```python
+        sup = supervisor.start(
+            [supervisor.child("feed", open_feed), supervisor.child("audit", Audit.start)],
+            strategy="one_for_all", intensity=3, period=5000,
+        )
+        ```
     """
     specs = list(children)
     for spec in specs:
@@ -154,7 +182,21 @@ def start_dynamic(
     *args)` (OTP's simple_one_for_one, Elixir's DynamicSupervisor): one_for_one; a child
     that exits for good is forgotten; stopping it stops its children all at once.
     `intensity=None` never gives up: give the spec a `backoff` then, so that a child
-    that cannot start is retried at a pace, not in a loop."""
+    that cannot start is retried at a pace, not in a loop.
+
+    Raises:
+        InvalidArgument: `spec` is not a `ChildSpec`.
+        InvalidOptions: a bad `max_children`, intensity or period; `intensity=None`
+            with a spec without backoff.
+
+    Example:
+        ```python
+        spec = supervisor.child("conn", lambda host, port: connection.open(host, port),
+                                restart="transient", backoff=(500, 30_000))
+        pool = supervisor.start_dynamic(spec, intensity=None, max_children=1000)
+        conn = supervisor.start_child(pool, "127.0.0.1", 8080)
+        ```
+    """
     if not isinstance(spec, ChildSpec):
         raise InvalidArgument(f"the template must be made by supervisor.child(), got {spec!r}")
     if max_children is not None and (not isinstance(max_children, int) or max_children < 1):
@@ -201,7 +243,19 @@ def _launch(specs: list[ChildSpec], **options: Any) -> Supervisor:
 
 def start_child(sup: Supervisor, *spec_or_args: Any, id: Hashable = None) -> Any:
     """Start a child: `start_child(sup, spec)` for a supervisor, `start_child(sup, *args)`
-    (with an optional `id`) for a dynamic one. Returns the started child."""
+    (with an optional `id`) for a dynamic one. Returns the started child.
+
+    Raises:
+        SupervisorError: a duplicate id, `max_children` reached, a stopped supervisor.
+        ChildStartError: the child would not start (`__cause__`: what its start raised).
+        InvalidArgument: a static supervisor given something other than one spec.
+
+    Example:
+        ```python
+        supervisor.start_child(sup, supervisor.child("metrics", Metrics.start))
+        conn = supervisor.start_child(pool, "127.0.0.1", 8080, id="local")  # dynamic
+        ```
+    """
     _check(sup)
     if sup.dynamic:
         return _call(sup, "start_child", spec_or_args, id)
@@ -212,35 +266,97 @@ def start_child(sup: Supervisor, *spec_or_args: Any, id: Hashable = None) -> Any
 
 def terminate_child(sup: Supervisor, id: object) -> None:
     """Stop a child (by id, or by its current ref) as the strategy would; it is not
-    restarted. A static supervisor keeps its spec (see `restart_child`, `delete_child`)."""
+    restarted. A static supervisor keeps its spec (see `restart_child`, `delete_child`).
+
+    Raises:
+        SupervisorError: an unknown id, or the supervisor has stopped.
+
+    Example:
+        ```python
+        supervisor.terminate_child(sup, "audit")
+        ```
+    """
     _call(_check(sup), "terminate_child", id)
 
 
 def restart_child(sup: Supervisor, id: Hashable) -> Any:
-    """Start again a child that was terminated; returns it."""
+    """Start again a child that was terminated; returns it.
+
+    Raises:
+        SupervisorError: an unknown id, a child that is running, a stopped supervisor.
+        ChildStartError: the child would not start.
+
+    Example:
+        ```python
+        supervisor.terminate_child(sup, "audit")
+        audit = supervisor.restart_child(sup, "audit")
+        ```
+    """
     return _call(_check(sup), "restart_child", id)
 
 
 def delete_child(sup: Supervisor, id: Hashable) -> None:
-    """Forget the spec of a child that is not running."""
+    """Forget the spec of a child that is not running.
+
+    Raises:
+        SupervisorError: an unknown id, a child that is running, a stopped supervisor.
+
+    Example:
+        ```python
+        supervisor.terminate_child(sup, "audit")
+        supervisor.delete_child(sup, "audit")
+        ```
+    """
     _call(_check(sup), "delete_child", id)
 
 
 def which_children(sup: Supervisor) -> list[ChildInfo]:
-    """Every child, in start order: `.id`, the current `.ref` (None while not running)."""
+    """Every child, in start order: `.id`, the current `.ref` (None while not running).
+
+    Raises:
+        SupervisorError: the supervisor has stopped.
+
+    Example:
+        ```python
+        feed = next(c.ref for c in supervisor.which_children(sup) if c.id == "feed")
+        ```
+    """
     result: list[ChildInfo] = _call(_check(sup), "which_children")
     return result
 
 
 def count_children(sup: Supervisor) -> ChildCount:
-    """How many specs, running children, supervisors and workers."""
+    """How many specs, running children, supervisors and workers.
+
+    Raises:
+        SupervisorError: the supervisor has stopped.
+
+    Example:
+        ```python
+        counts = supervisor.count_children(sup)
+        print(counts.active, "of", counts.specs, "running")
+        ```
+    """
     result: ChildCount = _call(_check(sup), "count_children")
     return result
 
 
 def stop(sup: Supervisor, timeout: Timeout = Infinity) -> None:
     """Stop every child in reverse start order, then the supervisor; return once it has
-    stopped (or `timeout` ms passed). Stopping a stopped supervisor does nothing."""
+    stopped (or `timeout` ms passed). Stopping a stopped supervisor does nothing.
+
+    Each child gets its spec's `shutdown` time (ms) to stop gracefully before it is
+    forced. The owner gets `Down(sup, "normal")`.
+
+    Raises:
+        InvalidArgument: `sup` is not a `Supervisor`.
+        InvalidTimeout: `timeout` is a `float`.
+
+    Example:
+        ```python
+        supervisor.stop(sup, 30_000)
+        ```
+    """
     _check(sup)
     seconds = timeout_seconds(timeout)
     try:

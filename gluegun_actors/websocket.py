@@ -27,17 +27,22 @@ from gluegun_actors._checks import check_connection, check_headers, check_reply_
 from gluegun_actors._connection import commands
 from gluegun_actors._connection.handle import Connection
 from gluegun_actors._options import WsOptions, make_ws_options
+from gluegun_actors._protocol.http1_request import check_request
 from gluegun_actors._protocol.ws_handshake import check_extra_headers
 from gluegun_actors._timeouts import Infinity, Timeout, timeout_seconds
 from gluegun_actors._types import Protocol, StreamRef
+from gluegun_actors._url import parse_url, url_options
 from gluegun_actors.errors import (
     BadStateError,
+    ConnectionDown,
+    ConnectionTerminated,
     GluegunError,
     InvalidArgument,
     InvalidOptions,
     UnsupportedProtocol,
     UpgradeFailed,
     WebSocketClosed,
+    describe,
 )
 from gluegun_actors.events import GunData, GunResponse, GunTrailers, GunUpgrade, GunWs
 from gluegun_actors.http import ReplyTo
@@ -71,7 +76,20 @@ Options = WsOptions
 
 
 def options(**fields: Any) -> Options:
-    """WebSocket options, each checked here (`InvalidOptions`); see `Options` for every field."""
+    """WebSocket options, each checked here (`InvalidOptions`); see `Options` for every field.
+
+    Durations are milliseconds; sizes are bytes.
+
+    Raises:
+        InvalidOptions: an unknown name, a value of the wrong type or out of range, or a
+            header that would replace the handshake's own.
+
+    Example:
+        ```python
+        opts = websocket.options(subprotocols=["chat"], compress=True, keepalive=20_000,
+                                 connection=connection.options(retry=3))
+        ```
+    """
     return make_ws_options(**fields)
 
 
@@ -95,6 +113,15 @@ def upgrade(
 
     The stream's messages (`GunUpgrade`, then `GunWs`) go to `reply_to`: by default the
     caller (the calling Pykka actor, else the calling thread's mailbox), as in Gun.
+    Returns the stream at once; call `await_upgrade` before `receive`. Errors as
+    `upgrade_with_protocol`.
+
+    Example:
+        ```python
+        ws = websocket.upgrade(conn, "/echo", [("origin", "http://localhost")])
+        websocket.await_upgrade(conn, ws, 5000)
+        websocket.send(conn, ws, Text("hello"))
+        ```
     """
     return upgrade_with_protocol(conn, Protocol.HTTP1, path, headers, options, reply_to=reply_to)
 
@@ -108,7 +135,26 @@ def upgrade_with_protocol(
     *,
     reply_to: ReplyTo = None,
 ) -> StreamRef:
-    """Upgrade over the protocol `await_up` returned; HTTP/2 is refused before any I/O."""
+    """Upgrade over the protocol `await_up` returned; HTTP/2 is refused before any I/O.
+
+    Gluegun's `upgrade_with_protocol`: the same as `upgrade`, with the protocol checked
+    first. Returns the stream at once.
+
+    Raises:
+        UnsupportedProtocol: `protocol` is not HTTP/1.1; nothing was sent.
+        InvalidArgument: a path that does not start with `/`, headers that are not pairs.
+        InvalidOptions: `options` did not come from `websocket.options()`.
+        LocalProtocolError: a header HTTP/1.1 forbids, or one that would replace the
+            handshake's own (`sec-websocket-key`, `upgrade`...).
+        BadStateError: the connection is already upgraded.
+        ConnectionTerminated: the connection has stopped.
+
+    Example:
+        ```python
+        protocol = connection.await_up(conn, 5000)
+        ws = websocket.upgrade_with_protocol(conn, protocol, "/echo", [])
+        ```
+    """
     check_connection(conn)
     if not isinstance(protocol, Protocol):
         raise InvalidArgument(f"protocol must be a Protocol (from await_up), got {protocol!r}")
@@ -135,6 +181,7 @@ def upgrade_command(
     elif not isinstance(options, Options):
         raise InvalidOptions("options must come from websocket.options()")
     checked = check_headers(headers)
+    check_request("GET", path, checked)
     check_extra_headers(checked)
     target = check_reply_to(reply_to)
     stream = StreamRef(reply_to=target, resilient=options.reupgrade)
@@ -144,17 +191,61 @@ def upgrade_command(
 def await_upgrade(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> GunUpgrade:
     """Wait for the upgrade of `stream`; returns the `GunUpgrade` (negotiated protocols).
 
-    A non-101 answer raises `UpgradeFailed` with its status, headers and body.
+    A non-101 answer raises `UpgradeFailed` with its status, headers and body. Call it
+    before `receive`: until it has taken the `GunUpgrade`, `receive` refuses. `timeout` is
+    in milliseconds.
+
+    Raises:
+        UpgradeFailed: the server answered with another status; `.status`, `.headers`,
+            `.body` say what it said.
+        AwaitTimeout: no answer in time; nothing was taken from the mailbox.
+        StreamError: the stream failed (e.g. a bad 101: `RemoteProtocolError` as reason).
+        ConnectionDown: the connection was lost before the answer.
+        ConnectionTerminated: the connection stopped.
+        BadStateError: the stream's messages go to a Pykka actor.
+
+    Example:
+        ```python
+        ws = websocket.upgrade(conn, "/chat", [], websocket.options(subprotocols=["v2"]))
+        upgrade = websocket.await_upgrade(conn, ws, 5000)
+        upgrade.protocols  # ("websocket", "v2")
+        ```
     """
     return wait(_UpgradeWait(check_connection(conn), check_stream(stream)), timeout, "upgrade")
 
 
 def await_upgrade_future(conn: Connection, stream: StreamRef) -> MessageFuture[GunUpgrade]:
+    """`await_upgrade` as a Pykka future; `get(timeout=)` takes seconds as a float.
+
+    Example:
+        ```python
+        upgrades = pykka.get_all([websocket.await_upgrade_future(c, s) for c, s in pairs], 5.0)
+        ```
+    """
     return future(_UpgradeWait(check_connection(conn), check_stream(stream)))
 
 
 def send(conn: Connection, stream: StreamRef, frame: Frame | Sequence[Frame]) -> None:
-    """Send one frame, or a list of frames in order, on an upgraded stream."""
+    """Send one frame, or a list of frames in order, on an upgraded stream.
+
+    Gun's `gun:ws_send`. Returns at once: the frames are written by the connection, in
+    order, from the calling thread when the actor is idle. Sending `Close` starts the
+    closing handshake (bounded by `closing_timeout`).
+
+    Raises:
+        InvalidArgument: not a `Text` / `Binary` / `Ping` / `Pong` / `Close` (or a list of
+            them), or a frame carrying the wrong type.
+        BadStateError: the stream is not upgraded now: `await_upgrade` was not called, the
+            connection came back from a loss as plain HTTP, or a `reupgrade` stream is
+            being upgraded again.
+        ConnectionTerminated: the connection has stopped.
+
+    Example:
+        ```python
+        websocket.send(conn, ws, Text("hello"))
+        websocket.send(conn, ws, [Binary(b"\\x00\\x01"), Text("two frames, in order")])
+        ```
+    """
     check_connection(conn)
     check_stream(stream)
     frames = checked_frames(frame)
@@ -191,13 +282,41 @@ def checked_frames(frame: Frame | Sequence[Frame]) -> tuple[Frame, ...]:
 
 
 def receive(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> Frame:
-    """The next frame of an upgraded stream (Close frames too; pings when not silenced)."""
+    """The next frame of an upgraded stream (Close frames too; pings when not silenced).
+
+    Takes the stream's next `GunWs` from its `reply_to` mailbox, waiting up to `timeout`
+    milliseconds. A peer's close arrives as a `Close` frame; the wait after it raises
+    `ConnectionDown`. On a `reupgrade` stream the wait goes on across a reconnect.
+
+    Raises:
+        BadStateError: the stream's upgrade answer is still in the mailbox: call
+            `await_upgrade` first (the answer is left where it is); or the messages go to
+            a Pykka actor.
+        AwaitTimeout: no frame in time; nothing was taken.
+        ConnectionDown: the connection was lost (or closed) with the stream on it.
+        ConnectionTerminated: the connection stopped.
+
+    Example:
+        ```python
+        match websocket.receive(conn, ws, 5000):
+            case Text(text): print(text)
+            case Binary(data): print(len(data), "bytes")
+            case Close(code, reason): print("closed", code, reason)
+        ```
+    """
     waiting = _FrameWait(check_connection(conn), check_stream(stream))
     return wait(waiting, timeout, "WebSocket frame")
 
 
 def receive_future(conn: Connection, stream: StreamRef) -> MessageFuture[Frame]:
-    """`receive` as a Pykka future."""
+    """`receive` as a Pykka future; `get(timeout=)` takes seconds as a float.
+
+    Example:
+        ```python
+        futures = [websocket.receive_future(conn, ws) for conn, ws in feeds]
+        frames = pykka.get_all(futures, timeout=5.0)  # one frame from each feed
+        ```
+    """
     return future(_FrameWait(check_connection(conn), check_stream(stream)))
 
 
@@ -228,8 +347,10 @@ class _FrameWait(Wait[Frame]):
 class _UpgradeWait(Wait[GunUpgrade]):
     """Takes the GunUpgrade, or a refusal: GunResponse and its whole body."""
 
-    def __init__(self, conn: Connection, stream: StreamRef) -> None:
+    def __init__(self, conn: Connection, stream: StreamRef, path: str | None = None) -> None:
         super().__init__(conn, stream)
+        self.path = path
+        """The upgrade's path when known, for the refusal's message."""
         self.upgrade: GunUpgrade | None = None
         self.response: GunResponse | None = None
         self.body: list[bytes] = []
@@ -257,13 +378,9 @@ class _UpgradeWait(Wait[GunUpgrade]):
         if self.upgrade is not None:
             return self.upgrade
         assert self.response is not None
-        raise UpgradeFailed(
-            f"the server refused the WebSocket upgrade of {self.stream!r} with status "
-            f"{self.response.status}",
-            self.stream,
-            self.response.status,
-            self.response.headers,
-            b"".join(self.body),
+        response = self.response
+        raise UpgradeFailed.of_response(
+            self.stream, response.status, response.headers, b"".join(self.body), self.path
         )
 
 
@@ -275,6 +392,13 @@ class Socket:
 
     `connection` and `stream` are exposed so the caller can close the connection. As a
     context manager it closes the WebSocket and the connection on exit.
+
+    Example:
+        ```python
+        with websocket.connect("ws://localhost:8080/echo") as socket:
+            websocket.send_text(socket, "hi")
+            print(websocket.receive_app_frame(socket))
+        ```
     """
 
     __slots__ = ("connection", "options", "protocol", "stream")
@@ -303,27 +427,50 @@ class Socket:
         return f"<Socket {self.stream!r} on {self.connection!r}>"
 
 
-def connect(*, host: str, port: int, path: str = "/", options: Options | None = None) -> Socket:
-    """Open a connection, upgrade it on `path`, and return the `Socket`.
+def connect(
+    url: str | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    path: str | None = None,
+    options: Options | None = None,
+) -> Socket:
+    """Open a connection, upgrade it, and return the `Socket`.
 
-    Its messages go to the calling thread's mailbox (or the owner given in the connection
-    options), where the Socket API's blocking calls read them, also when called from
-    inside a Pykka actor. On any failure the connection is closed before the error is
-    raised.
+    Give a `url` (`ws://host[:port]/path`, or `wss://` for TLS with verification on), or
+    `host=`, `port=` and `path=` (default `/`); not both. Its messages go to the calling
+    thread's mailbox (or the owner given in the connection options), where the Socket
+    API's blocking calls read them, also when called from inside a Pykka actor. On any
+    failure the connection is closed before the error is raised.
+
+    `options.timeout` (ms, default 5000) bounds the connect and the upgrade; the
+    connection's own options go in `options.connection`.
+
+    Raises:
+        InvalidArgument: both forms or neither, a URL that is not `ws://` / `wss://`.
+        AwaitTimeout: not connected and upgraded within `options.timeout`; while it keeps
+            failing to connect, the error names the last connect error (its `__cause__`).
+        ConnectionTerminated: the connection gave up (retries exhausted).
+        UpgradeFailed: the server refused the upgrade (`.status`, `.headers`, `.body`).
+
+    Example:
+        ```python
+        socket = websocket.connect("wss://example.com/feed",
+                                   options=websocket.options(subprotocols=["v2"]))
+        try:
+            websocket.send_text(socket, "subscribe")
+        finally:
+            websocket.close(socket)
+            connection.close(socket.connection)
+        ```
     """
-    if options is None:
-        options = Options()
-    elif not isinstance(options, Options):
-        raise InvalidOptions("options must come from websocket.options()")
-    conn_options = options.connection or connection.Options()
-    if conn_options.owner is None:  # blocking calls read a mailbox, even inside an actor
-        conn_options = dataclasses.replace(conn_options, owner=current())
+    options, host, port, path, conn_options = socket_target(url, host, port, path, options)
     conn = connection.open(host, port, conn_options)
     try:
         protocol = connection.await_up(conn, _wait_timeout(options))
         reply_to = conn_options.owner
         stream = upgrade_with_protocol(conn, protocol, path, [], options, reply_to=reply_to)
-        answer = await_upgrade(conn, stream, _wait_timeout(options))
+        answer = wait(_UpgradeWait(conn, stream, path), _wait_timeout(options), "upgrade")
     except BaseException:
         _discard(conn)
         raise
@@ -331,26 +478,118 @@ def connect(*, host: str, port: int, path: str = "/", options: Options | None = 
     return Socket(conn, stream, options, chosen)
 
 
+def socket_target(
+    url: str | None,
+    host: str | None,
+    port: int | None,
+    path: str | None,
+    options: Options | None,
+) -> tuple[Options, str, int, str, connection.Options]:
+    """`connect`'s arguments checked: the WebSocket options, where to connect (by `url`,
+    or `host`/`port`/`path`), and the connection options, owned by the caller's mailbox
+    unless they name an owner (the Socket API's waits read a mailbox, even in an actor)."""
+    if options is None:
+        options = Options()
+    elif not isinstance(options, Options):
+        raise InvalidOptions("options must come from websocket.options()")
+    conn_options = options.connection or connection.Options()
+    if url is not None:
+        if host is not None or port is not None or path is not None:
+            raise InvalidArgument("give either url= or host=/port=/path=, not both")
+        parsed = parse_url(url)
+        if not parsed.websocket:
+            raise InvalidArgument(
+                f"a WebSocket url starts with ws:// or wss://, got {parsed.scheme}://"
+            )
+        conn_options = url_options(parsed, conn_options)
+        host, port, path = parsed.host, parsed.port, parsed.target
+    elif host is None or port is None:
+        raise InvalidArgument("give url= (ws://host:port/path) or both host= and port=")
+    if conn_options.owner is None:
+        conn_options = dataclasses.replace(conn_options, owner=current())
+    return options, host, port, path or "/", conn_options
+
+
 def send_text(socket: Socket, text: str) -> None:
+    """Send `text` as one Text message (Gluegun's `send_text`).
+
+    Raises:
+        InvalidArgument: `text` is not a str, or `socket` is not a `Socket`.
+        BadStateError: the WebSocket is no longer upgraded (its connection was lost).
+        ConnectionTerminated: the connection has stopped.
+
+    Example:
+        ```python
+        websocket.send_text(socket, "hello")
+        ```
+    """
     if not isinstance(text, str):
         raise InvalidArgument(f"send_text takes a str, got {type(text).__name__}")
-    send(_check_socket(socket).connection, socket.stream, Text(text))
+    try:
+        send(_check_socket(socket).connection, socket.stream, Text(text))
+    except BadStateError as error:
+        raise _ended(socket, error) from None
 
 
 def send_binary(socket: Socket, data: bytes) -> None:
+    """Send `data` (bytes, bytearray or memoryview) as one Binary message.
+
+    Raises:
+        InvalidArgument: `data` is not bytes-like, or `socket` is not a `Socket`.
+        BadStateError: the WebSocket is no longer upgraded (its connection was lost).
+        ConnectionTerminated: the connection has stopped.
+
+    Example:
+        ```python
+        websocket.send_binary(socket, bytes(range(256)))
+        ```
+    """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InvalidArgument(f"send_binary takes bytes, got {type(data).__name__}")
-    send(_check_socket(socket).connection, socket.stream, Binary(bytes(data)))
+    try:
+        send(_check_socket(socket).connection, socket.stream, Binary(bytes(data)))
+    except BadStateError as error:
+        raise _ended(socket, error) from None
 
 
 def receive_app_frame(socket: Socket, timeout: Timeout | None = None) -> AppFrame:
     """The next Text or Binary message; control frames are handled, never returned.
 
-    A close from the peer raises `WebSocketClosed` with its code and reason.
+    A close from the peer raises `WebSocketClosed` with its code and reason. `timeout`
+    is in milliseconds and bounds the whole wait; None takes `options.timeout` (5000).
+
+    Raises:
+        WebSocketClosed: the peer closed the WebSocket; `.code`, `.close_reason`.
+        AwaitTimeout: no message in time; nothing was taken.
+        ConnectionDown: the connection was lost.
+        ConnectionTerminated: the connection stopped.
+
+    Example:
+        ```python
+        match websocket.receive_app_frame(socket, 10_000):
+            case Text(text): print(text)
+            case Binary(data): print(len(data), "bytes")
+        ```
     """
     _check_socket(socket)
     limit = _wait_timeout(socket.options) if timeout is None else timeout
-    frame = _next_frame(socket, limit, (Text, Binary, Close))
+    try:
+        frame = _next_frame(socket, limit, (Text, Binary, Close))
+    except ConnectionDown as error:
+        if isinstance(error, ConnectionTerminated):
+            raise
+        raise ConnectionDown(
+            f"the connection of {socket!r} was lost ({describe(error.reason)}) and its "
+            "WebSocket with it: a reconnect brings the connection back as plain HTTP, "
+            f"without the WebSocket; {_REOPEN}",
+            error.reason,
+        ) from error.__cause__
+    return _app_frame(socket, frame)
+
+
+def _app_frame(socket: Socket, frame: Frame) -> AppFrame:
+    """`frame` (one of Text, Binary, Close) as `receive_app_frame` gives it: a Close
+    raises `WebSocketClosed`."""
     if isinstance(frame, Close):
         raise WebSocketClosed(
             f"the peer closed the WebSocket (code {frame.code}, reason {frame.reason!r})",
@@ -376,27 +615,73 @@ def _next_frame(socket: Socket, timeout: Timeout, kinds: tuple[type, ...]) -> Fr
 
 
 def close(socket: Socket) -> None:
-    """Send a close frame (1000). The connection stays open: close it, or use `with_socket`."""
+    """Send a close frame (1000). The connection stays open: close it, or use `with_socket`.
+
+    As Gluegun's `close`: the closing handshake then runs in the connection (bounded by
+    `closing_timeout`); `socket.connection` is still the caller's to close.
+
+    Raises:
+        BadStateError: the WebSocket is no longer upgraded.
+        ConnectionTerminated: the connection has stopped.
+
+    Example:
+        ```python
+        websocket.close(socket)
+        connection.close(socket.connection)
+        ```
+    """
     _check_socket(socket)
     send(socket.connection, socket.stream, Close(1000, ""))
 
 
 def with_socket(
+    url: str | None = None,
     *,
-    host: str,
-    port: int,
-    path: str = "/",
+    host: str | None = None,
+    port: int | None = None,
+    path: str | None = None,
     options: Options | None = None,
     callback: Callable[[Socket], T],
 ) -> T:
-    """Connect, run `callback(socket)`, then close the WebSocket and the connection.
+    """Connect (by `url`, or `host=`/`port=`/`path=` as `connect`), run `callback(socket)`,
+    then close the WebSocket and the connection.
 
-    The cleanup also runs when the callback raises; returns the callback's result.
+    The cleanup also runs when the callback raises; returns the callback's result. The
+    close waits for the peer's close frame up to `closing_timeout`.
+
+    Raises:
+        InvalidArgument: `callback` is not callable; the rest as `connect`.
+
+    Example:
+        ```python
+        def echo_once(socket: websocket.Socket) -> AppFrame:
+            websocket.send_text(socket, "hello")
+            return websocket.receive_app_frame(socket)
+
+        reply = websocket.with_socket("ws://localhost:8080/echo", callback=echo_once)
+        ```
     """
     if not callable(callback):
         raise InvalidArgument(f"callback must be callable, got {callback!r}")
-    with connect(host=host, port=port, path=path, options=options) as socket:
+    with connect(url, host=host, port=port, path=path, options=options) as socket:
         return callback(socket)
+
+
+_REOPEN = (
+    "open a new socket (websocket.connect), or open it with "
+    "websocket.options(reupgrade=True) to have it upgraded again after each reconnect"
+)
+
+
+def _ended(socket: Socket, error: BadStateError) -> BadStateError:
+    """The error for a send on a `Socket` whose WebSocket is gone (with its connection)."""
+    if socket.stream.resilient:  # being upgraded again: `send`'s own message says so
+        return error
+    now = "is back" if socket.connection.protocol is Protocol.HTTP1 else "is reconnecting"
+    return BadStateError(
+        f"{socket!r} cannot send: its WebSocket ended when the connection was lost (or "
+        f"closed), and the connection {now} as plain HTTP, without the WebSocket; {_REOPEN}"
+    )
 
 
 def _check_socket(socket: object) -> Socket:

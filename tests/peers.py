@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, Final, TypeAlias, cast
 from urllib.parse import parse_qsl
 
@@ -262,11 +264,21 @@ class _StdlibHandler(http.server.BaseHTTPRequestHandler):
         pass  # quiet
 
 
+def server_tls_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    """A server-side TLS context presenting `certificate` (certificate and key files)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    return context
+
+
 @contextmanager
-def stdlib_server() -> Iterator[StdlibServer]:
-    """A `StdlibServer` on 127.0.0.1 (read `.server_port`), stopped on exit."""
+def stdlib_server(tls: ssl.SSLContext | None = None) -> Iterator[StdlibServer]:
+    """A `StdlibServer` on 127.0.0.1 (read `.server_port`), stopped on exit; with `tls`
+    (see `server_tls_context`), it speaks HTTPS."""
     server = StdlibServer(("127.0.0.1", 0), _StdlibHandler)
     server.paths = []
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, name="stdlib-http", daemon=True)
     thread.start()
     try:

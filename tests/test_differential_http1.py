@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import h11
 import pytest
+from fuzzing import examples
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
@@ -258,7 +259,7 @@ BOTH_FRAMINGS = Request(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(REQUESTS)
 @example(LATE_HOST)
 @example(BOTH_FRAMINGS)
@@ -585,7 +586,7 @@ def h11_reads(conversation: Conversation) -> Outcome:
     return ended("closed", len(methods)) if conversation.eof else outcome
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=examples(250), deadline=None)
 @given(conversations())
 def test_responses_read_as_h11_reads_them(conversation: Conversation) -> None:
     """Responses to pipelined requests, read in any pieces, give each request what h11
@@ -739,7 +740,7 @@ ZONE = Head101(
 )
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=examples(250), deadline=None)
 @given(heads_101())
 @example(ZONE)
 def test_a_101_upgrades_as_h11_says_whichever_way_it_arrives(case: Head101) -> None:
@@ -768,7 +769,7 @@ def test_a_101_upgrades_as_h11_says_whichever_way_it_arrives(case: Head101) -> N
         assert len(case.data) - len(after) > case.max_head + 1  # the head's raw size
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(heads_101())
 def test_whole_101_takes_only_what_h11_takes(case: Head101) -> None:
     """`whole_101` returns None, or exactly h11's (lower-cased) fields and trailing bytes;

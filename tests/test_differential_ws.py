@@ -55,6 +55,7 @@ from itertools import pairwise
 from typing import TypeAlias, TypeVar
 
 import hypothesis
+from fuzzing import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -917,7 +918,7 @@ def label_features(case: Case) -> None:
                 hypothesis.event("character split across fragments")
 
 
-@settings(max_examples=150, deadline=None, database=None)
+@settings(max_examples=examples(150), deadline=None, database=None)
 @given(cases(compress=False, mutate=False))
 def test_valid_stream_gives_wsproto_messages_control_frames_and_close(case: Case) -> None:
     label_features(case)
@@ -925,13 +926,13 @@ def test_valid_stream_gives_wsproto_messages_control_frames_and_close(case: Case
     assert not any(isinstance(event, Verdict) for event in outcome)
 
 
-@settings(max_examples=250, deadline=None, database=None)
+@settings(max_examples=examples(250), deadline=None, database=None)
 @given(cases(compress=False, mutate=True))
 def test_violation_fails_with_wsproto_verdict_after_the_same_messages(case: Case) -> None:
     assert_same_verdict(case)
 
 
-@settings(max_examples=150, deadline=None, database=None)
+@settings(max_examples=examples(150), deadline=None, database=None)
 @given(cases(compress=True, mutate=False))
 def test_valid_compressed_stream_gives_wsproto_messages_control_frames_and_close(
     case: Case,
@@ -941,7 +942,7 @@ def test_valid_compressed_stream_gives_wsproto_messages_control_frames_and_close
     assert not any(isinstance(event, Verdict) for event in outcome)
 
 
-@settings(max_examples=250, deadline=None, database=None)
+@settings(max_examples=examples(250), deadline=None, database=None)
 @given(cases(compress=True, mutate=True))
 def test_violation_with_deflate_fails_with_wsproto_verdict_after_the_same_messages(
     case: Case,
@@ -1034,7 +1035,7 @@ def size_of(message: Text | Binary) -> int:
     return len(message.text.encode()) if isinstance(message, Text) else len(message.data)
 
 
-@settings(max_examples=150, deadline=None, database=None)
+@settings(max_examples=examples(150), deadline=None, database=None)
 @given(limit_cases())
 def test_message_fails_with_1009_exactly_when_bigger_than_the_limit_once_inflated(
     case_and_limit: tuple[Case, int],
@@ -1120,7 +1121,7 @@ def server_reads(server: Connection) -> list[Frame]:
     return received
 
 
-@settings(max_examples=100, deadline=None, database=None)
+@settings(max_examples=examples(100), deadline=None, database=None)
 @given(st.none() | answers, st.lists(sendable, max_size=5), our_closes)
 def test_our_frames_are_read_by_a_wsproto_server_as_sent(
     answer: tuple[DeflateParams, str] | None, frames: list[Frame], close: Close | None

@@ -907,10 +907,27 @@ def test_parser_reads_a_64_bit_length() -> None:
 
 
 def test_parser_resolves_continuation_frames_to_the_message_opcode() -> None:
-    wire = server_frame(0x2, b"a", fin=False) + server_frame(0x0, b"b")
+    parser = FrameParser(100)
+    assert parser.parse(server_frame(0x2, b"a", fin=False)) == [(_frames.BINARY, b"a", False)]
+    assert parser.parse(server_frame(0x0, b"b")) == [(_frames.BINARY, b"b", True)]
+
+
+def test_parser_gathers_the_whole_fragments_of_one_read_into_one_piece() -> None:
+    wire = (
+        server_frame(0x1, b"a", fin=False)
+        + server_frame(0x0, b"b", fin=False)
+        + server_frame(0x9, b"p")
+        + server_frame(0x0, b"c", fin=False)
+        + server_frame(0x0, b"d")
+        + server_frame(0x2, b"e", fin=False)
+        + server_frame(0x0, b"fgh")[:3]
+    )
     assert FrameParser(100).parse(wire) == [
-        (_frames.BINARY, b"a", False),
-        (_frames.BINARY, b"b", True),
+        (_frames.TEXT, b"ab", False),
+        (_frames.PING, b"p", True),
+        (_frames.TEXT, b"cd", True),
+        (_frames.BINARY, b"e", False),
+        (_frames.BINARY, b"f", False),
     ]
 
 

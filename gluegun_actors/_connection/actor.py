@@ -21,9 +21,10 @@ owner messages, in order, write what the cores queued, and the actor re-arms the
 Threads. One turn runs at a time, on whichever thread the pool gives it (a worker, the
 caller's thread that told it, or the reactor thread that read its socket), so the
 fields below need no lock: they belong to the running turn. Only the `Connection`
-handle is read by other threads; the actor publishes there (`set_session`, `_terminate`)
-before it delivers the message that reveals a change, so a caller can refuse an
-impossible command without a round trip.
+handle is read by other threads; the actor publishes there (`set_session`, `_terminate`,
+and `_connect_failed`: the `Outage` a timed-out wait explains itself with) before it
+delivers the message that reveals a change, so a caller can refuse an impossible command
+without a round trip.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import enum
 import logging
 import ssl
 import time
+from functools import partial
 from typing import Any, cast
 
 import pykka
@@ -42,6 +44,7 @@ from gluegun_actors._connection.commands import (
     Cancel,
     CloseGracefully,
     CloseNow,
+    Drained,
     InfoRequest,
     OwnerDied,
     Request,
@@ -59,6 +62,7 @@ from gluegun_actors._connection.destination import Destination, destination
 from gluegun_actors._connection.handle import Connection
 from gluegun_actors._connection.http_session import HttpSession
 from gluegun_actors._connection.info import ConnectionInfo, StreamInfo, StreamState
+from gluegun_actors._connection.outage import Outage, permanent
 from gluegun_actors._connection.stream import Stream
 from gluegun_actors._connection.timers import ActorTimers
 from gluegun_actors._connection.trace import Tracer
@@ -78,12 +82,12 @@ from gluegun_actors._io import (
 from gluegun_actors._options import Options
 from gluegun_actors._protocol import http1 as h1
 from gluegun_actors._protocol.ws import NORMAL
+from gluegun_actors._proxy import proxy_for, route
 from gluegun_actors._runtime.pool import PooledActor, tell_holding, tell_queued
 from gluegun_actors._types import Protocol, StreamRef
 from gluegun_actors.errors import (
     BadStateError,
     ClosingTimeout,
-    ConnectionDown,
     PongTimeout,
     ProtocolError,
     StreamError,
@@ -106,6 +110,7 @@ __all__ = ["ConnectionActor", "State"]
 _CLOSED_BY_CALLER = "shutdown"  # Gun's close goes through its supervisor: `shutdown`
 _OWNER_DOWN = Shutdown("owner_down")
 _LINGER_S = 1.0
+_BACKLOG_POLL_MS = 20  # how often a backlogged Pykka-actor owner's inbox is looked at again
 """How long a stopping connection's socket may go on sending what was written (a close frame)."""
 
 
@@ -135,7 +140,7 @@ class ConnectionActor(PooledActor):
         self.reactor: Reactor | None = reactor  # None once released
         self.owner: Destination = conn.owner
         self.owner_monitor: object | None = None
-        self.tracer = Tracer(conn.id, options.event_handler)
+        self.tracer = Tracer(conn.id, options.event_handler, options.sensitive_headers)
         self.stats = conn.stats
         self._state = State.NOT_CONNECTED
         self.session: _Session = None
@@ -145,11 +150,17 @@ class ConnectionActor(PooledActor):
         self.retries_left = options.retry
         self.attempt = 0
         self.reading_paused = False
+        # Waiting for a destination over its high-water mark to be drained (`Drained`).
+        self.backlogged = False
+        self._on_drained = partial(_tell_drained, self.actor_ref)
         self.last_received = 0.0  # time.monotonic() of the last read, for keepalive
         self.timers = ActorTimers(self.actor_ref)
         self.exit_reason: object = None
         self.closing_reason: object = "normal"
         self.owner_dead = False
+        # Chosen once, in the opening thread (a bad proxy URL in the environment raises
+        # from `open`); every attempt dials it and redoes the tunnel.
+        self.proxy = proxy_for(options, conn.host, conn.port)
 
     @property
     def state(self) -> State:
@@ -209,6 +220,8 @@ class ConnectionActor(PooledActor):
         self.state = State.STOPPED
         self.exit_reason = reason
         self.conn.exit_reason = reason
+        self.conn.protocol = None  # (after exit_reason: a caller that checks learns it stopped)
+        self.conn.ws_streams = frozenset()
         self.timers.cancel_all()
         if self.transport is not None:
             if linger:
@@ -218,9 +231,7 @@ class ConnectionActor(PooledActor):
             self.transport = None
         elsewhere = self._stream_destinations()
         for stream in list(self.streams.values()):
-            self.stream_error(
-                stream, ConnectionDown(f"the connection stopped ({describe(reason)})", reason)
-            )
+            self.stream_error(stream, self.conn.terminated(reason, "the stream ended with it"))
         self.streams.clear()
         self.queued.clear()
         down = Down(self.conn, reason)
@@ -229,6 +240,17 @@ class ConnectionActor(PooledActor):
         for other in elsewhere:
             other.deliver(down)  # a reply_to that had a live stream learns it too
         self.stop()
+
+    def _going_away(self) -> bool:
+        """On `close()`: an upgraded WebSocket gets a close frame (1001) so that the peer
+        sees a clean close, not an abrupt one; its answer is not waited for (the socket
+        lingers at most `_LINGER_S` to send it). True if a frame was written."""
+        session = self.session
+        return (
+            isinstance(session, WsSession)
+            and self.state is State.CONNECTED
+            and session.shutdown(self)
+        )
 
     def _stream_destinations(self) -> list[Destination]:
         """The live streams' destinations other than the owner, each once."""
@@ -286,6 +308,9 @@ class ConnectionActor(PooledActor):
             case SetOwner(target=target):
                 self._set_owner(target)
                 return True
+            case Drained():
+                self.backlogged = False
+                self._maybe_resume()
             case CloseGracefully():
                 self._shutdown("normal")
             case OwnerDied():
@@ -293,7 +318,7 @@ class ConnectionActor(PooledActor):
                 self._shutdown(_OWNER_DOWN)
             case CloseNow():
                 self.owner_dead = True  # the caller asked: nothing more is delivered
-                self._terminate(_CLOSED_BY_CALLER, linger=False)
+                self._terminate(_CLOSED_BY_CALLER, linger=self._going_away())
             case _:
                 log.warning("%r ignored an unknown message %r", self.conn, message)
         return None
@@ -310,9 +335,10 @@ class ConnectionActor(PooledActor):
         context = None
         if transport == "tls":
             context = opts.tls_context or ssl.create_default_context()
+        host, port, tunnel = route(self.proxy, self.conn.host, self.conn.port)
         self.transport = self.reactor.connect(
-            self.conn.host,
-            self.conn.port,
+            host,
+            port,
             callback=self._transport_callback(self.reactor),
             timeout=ConnectTimeouts(
                 lookup=_seconds(opts.domain_lookup_timeout),
@@ -321,6 +347,7 @@ class ConnectionActor(PooledActor):
             ),
             ssl_context=context,
             server_hostname=opts.tls_server_name or self.conn.host,
+            tunnel=tunnel,
         )
 
     def _transport_callback(self, reactor: Reactor) -> Any:
@@ -350,7 +377,9 @@ class ConnectionActor(PooledActor):
                 self.tracer.emit("connect_end", attempt=self.attempt, error=error)
                 self.transport = None
                 self.stats.last_error = error
-                self._retry_or_stop(error)
+                if permanent(error) and not self.options.retry_permanent:
+                    self.retries_left = 0  # the next attempt fails the same: stop at once
+                self._connect_failed(error)
 
     def _on_connected(self) -> None:
         assert self.transport is not None
@@ -358,6 +387,8 @@ class ConnectionActor(PooledActor):
             self.tracer.emit("connect_end", attempt=self.attempt, socket=self.transport.sockname)
         self.state = State.CONNECTED
         self.stats.connected()
+        if self.conn.outage is not None:
+            self._recovered()
         self.retries_left = self.options.retry
         self.attempt = 0
         default_port = 443 if self.options.transport_for(self.conn.port) == "tls" else 80
@@ -376,15 +407,67 @@ class ConnectionActor(PooledActor):
         self._resume_reading()
 
     def _retry_or_stop(self, reason: object) -> None:
+        self._retry_after(self._next_delay(), reason)
+
+    def _next_delay(self) -> int | None:
+        """The delay (ms) before the next attempt, spending a retry; None when none is left."""
         if self.retries_left <= 0:
-            self._terminate(reason)
-            return
+            return None
         self.retries_left, delay = self.options.retry_delay(self.attempt, self.retries_left)
-        if delay <= 0:
+        return delay
+
+    def _retry_after(self, delay: int | None, reason: object) -> None:
+        if delay is None:
+            self._terminate(reason)
+        elif delay <= 0:
             self._connect()
         else:
             self.state = State.NOT_CONNECTED
             self.start_timer(TimerKind.RETRY, delay)
+
+    def _connect_failed(self, error: BaseException) -> None:
+        """An attempt failed: publish why on the handle (before any message can reveal
+        it), warn once per outage, then retry or stop by the policy."""
+        conn = self.conn
+        before = conn.outage
+        delay = self._next_delay()
+        outage = Outage(
+            conn.host,
+            conn.port,
+            error,
+            failures=1 if before is None else before.failures + 1,
+            retries_left=self.retries_left,
+            next_attempt_at=None if delay is None else _now() + delay / 1000,
+        )
+        conn.last_error = error
+        conn.outage = outage
+        if before is None:  # once per outage; the later failures at DEBUG
+            again = "re" if self.stats.connected_once else ""
+            log.warning(
+                "%r cannot %sconnect to %s: %s (%s)",
+                conn,
+                again,
+                outage.target,
+                outage.why(),
+                outage.plan(),
+            )
+        elif delay is None:
+            log.info("%r gave up: %s", conn, outage)
+        else:
+            log.debug("%r: %s", conn, outage)
+        self._retry_after(delay, error)
+
+    def _recovered(self) -> None:
+        outage = self.conn.outage
+        assert outage is not None
+        self.conn.outage = None
+        log.info(
+            "%r connected after %d failed attempt%s (last: %s)",
+            self.conn,
+            outage.failures,
+            "" if outage.failures == 1 else "s",
+            outage.why(),
+        )
 
     def lost(
         self,
@@ -646,6 +729,9 @@ class ConnectionActor(PooledActor):
 
     def _on_timer(self, kind: TimerKind) -> None:
         match kind:
+            case TimerKind.BACKLOG:
+                self.backlogged = False
+                self._maybe_resume()
             case TimerKind.RETRY:
                 if self.state is State.NOT_CONNECTED:
                     self._connect()
@@ -716,13 +802,28 @@ class ConnectionActor(PooledActor):
         self._shutdown(_OWNER_DOWN)
 
     def _maybe_resume(self) -> None:
-        if not self.reading_paused or self.transport is None:
+        """Read on unless a stream is out of credits or a destination is backlogged: a
+        slow owner holds the peer back through TCP instead of growing a queue."""
+        if not self.reading_paused or self.transport is None or self.backlogged:
             return
+        owner = self.owner
         for stream in self.streams.values():
             if stream.credits is not None and stream.credits <= 0 and not stream.cancelled:
                 return
+            if stream.destination is not owner and self._backlogged(stream.destination):
+                return
+        if self._backlogged(owner):
+            return
         self.reading_paused = False
         self.transport.resume_reading()
+
+    def _backlogged(self, target: Destination) -> bool:
+        if not target.backlogged(self._on_drained):
+            return False
+        self.backlogged = True
+        if target.polled:
+            self.start_timer(TimerKind.BACKLOG, _BACKLOG_POLL_MS)
+        return True
 
     def _resume_reading(self) -> None:
         self.reading_paused = True
@@ -767,7 +868,14 @@ class ConnectionActor(PooledActor):
             streams=tuple(self.streams),
             queued_commands=len(self.queued),
             retries_left=self.retries_left,
+            last_error=self.conn.last_error,
         )
+
+
+def _tell_drained(ref: pykka.ActorRef[Any]) -> None:
+    """A mailbox was drained (called on the receiving thread): the actor reads on."""
+    with contextlib.suppress(pykka.ActorDeadError):
+        ref.tell(Drained())
 
 
 def _resilient(stream: Stream) -> bool:

@@ -22,6 +22,7 @@ __all__ = [
     "Cancel",
     "CloseGracefully",
     "CloseNow",
+    "Drained",
     "InfoRequest",
     "OwnerDied",
     "Request",
@@ -136,8 +137,14 @@ class OwnerDied:
     """The owner is gone: shut down, delivering nothing more."""
 
 
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """A destination that was over its high-water mark has been drained: read on."""
+
+
 class TimerKind(enum.Enum):
     RETRY = "retry"
+    BACKLOG = "backlog"
     KEEPALIVE = "keepalive"
     PONG = "pong"
     CLOSING = "closing"

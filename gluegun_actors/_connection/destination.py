@@ -20,7 +20,7 @@ import pykka
 from gluegun_actors._io.wakeups import HeldWakeups
 from gluegun_actors._runtime import deathwatch
 from gluegun_actors._runtime.caller import calling_actor
-from gluegun_actors.mailbox import Mailbox, current
+from gluegun_actors.mailbox import HIGH_WATER_MESSAGES, Mailbox, current
 
 log = logging.getLogger("gluegun_actors.connection")
 
@@ -53,6 +53,15 @@ class Destination:
         """
         return all(self.deliver(message) for message in messages)
 
+    def backlogged(self, on_drained: Callable[[], None]) -> bool:
+        """Whether it holds more of what was delivered than its high-water mark; a mailbox
+        then calls `on_drained` once it is drained (see `mailbox`), an actor does not
+        (`polled`: ask again later)."""
+        raise NotImplementedError
+
+    polled = False
+    """True when `backlogged` cannot call back: the caller asks again after a while."""
+
     def monitor(self, callback: Callable[[], None]) -> object:
         """Call `callback` once, from any thread, when the destination dies."""
         raise NotImplementedError
@@ -76,6 +85,9 @@ class MailboxDestination(Destination):
         self.mailbox._put_all(messages, held)  # type: ignore[union-attr]
         return True
 
+    def backlogged(self, on_drained: Callable[[], None]) -> bool:
+        return self.mailbox._backlogged(on_drained)  # type: ignore[union-attr]
+
     def monitor(self, callback: Callable[[], None]) -> object:
         return self.mailbox.monitor(callback)  # type: ignore[union-attr]
 
@@ -96,6 +108,13 @@ class ActorDestination(Destination):
         except pykka.ActorDeadError:
             return False
         return True
+
+    polled = True
+
+    def backlogged(self, on_drained: Callable[[], None]) -> bool:
+        inbox = self.ref.actor_inbox
+        size = inbox.qsize() if hasattr(inbox, "qsize") else len(inbox)  # type: ignore[arg-type]
+        return bool(size > HIGH_WATER_MESSAGES)
 
     def monitor(self, callback: Callable[[], None]) -> object:
         return deathwatch.watch(self.ref, lambda reason: callback())

@@ -15,15 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 from gluegun_actors._connection.stats import LiveStats
 from gluegun_actors._types import Protocol, StreamRef
-from gluegun_actors.errors import ConnectionTerminated, describe
+from gluegun_actors.errors import ConnectFailed, ConnectionTerminated, describe
 
 if TYPE_CHECKING:
     import pykka
 
     from gluegun_actors._connection.destination import Destination
+    from gluegun_actors._connection.outage import Outage
 
 _ids = itertools.count(1)
 ALIVE: Any = object()
+_CLOSED = ("shutdown", "normal")
+"""Exit reasons of a connection closed on purpose (`close`, `shutdown`), as Gun's."""
 
 
 class Connection:
@@ -36,6 +39,8 @@ class Connection:
         "finished",
         "host",
         "id",
+        "last_error",
+        "outage",
         "owner",
         "port",
         "protocol",
@@ -56,6 +61,10 @@ class Connection:
         self.exit_reason: object = ALIVE
         self.finished = threading.Event()
         """Set once the actor has stopped and released its socket and reactor."""
+        self.outage: Outage | None = None
+        """The failed connect attempts since it was last up; None while up (or never failed)."""
+        self.last_error: BaseException | None = None
+        """The last failed connect attempt's exception; kept after a later success."""
         self.stats = LiveStats()
 
     @property
@@ -64,12 +73,30 @@ class Connection:
         return self.exit_reason is ALIVE
 
     def check_alive(self) -> None:
-        """Raise `ConnectionTerminated` if the actor has stopped."""
+        """Raise `ConnectionTerminated` (`ConnectFailed`) if the actor has stopped."""
         if self.exit_reason is not ALIVE:
-            raise ConnectionTerminated(
-                f"{self!r} has stopped ({describe(self.exit_reason)}); open a new connection",
-                self.exit_reason,
+            raise self.terminated(self.exit_reason, "open a new connection")
+
+    def terminated(self, reason: object, advice: str) -> ConnectionTerminated:
+        """The error for a caller that finds the actor stopped for `reason`.
+
+        `ConnectFailed` when it stopped because it could not connect (its message names
+        the last attempt's failure); `__cause__` is `reason` when that is an exception.
+        """
+        outage = self.outage
+        if outage is not None and outage.error is reason:
+            error: ConnectionTerminated = ConnectFailed(
+                f"{self!r} could not connect: {outage}; {advice}", reason, outage.failures
             )
+        elif reason in _CLOSED:
+            error = ConnectionTerminated(f"{self!r} is closed ({reason}); {advice}", reason)
+        else:
+            why = "" if reason is ALIVE else f" ({describe(reason)})"
+            error = ConnectionTerminated(f"{self!r} has stopped{why}; {advice}", reason)
+        if isinstance(reason, BaseException):
+            error.__cause__ = reason
+        error.__suppress_context__ = True
+        return error
 
     def tell(self, message: object) -> None:
         """Send a command to the actor, or raise if it is gone."""
@@ -77,10 +104,9 @@ class Connection:
         assert self.actor_ref is not None
         try:
             self.actor_ref.tell(message)
-        except Exception as error:  # pykka.ActorDeadError: it stopped in between
-            raise ConnectionTerminated(
-                f"{self!r} has stopped; open a new connection", self.exit_reason
-            ) from error
+        except Exception:  # pykka.ActorDeadError: it stopped in between
+            error = self.terminated(self.exit_reason, "open a new connection")
+            raise error from error.__cause__
 
     def __repr__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host

@@ -107,7 +107,8 @@ class HttpSession:
                 case h1.Inform(stream=ref, status=status, headers=headers):
                     _response_start(actor, ref)
                     tracer.emit("response_inform", stream=ref, status=status, headers=headers)
-                    _to_stream(actor, ref, GunInform(conn, ref, status, headers), False)
+                    inform = GunInform(conn, ref, status, headers)
+                    _to_stream(actor, ref, inform, False, counts=True)
                 case h1.Trailers(stream=ref, headers=headers):
                     tracer.emit("response_trailers", stream=ref, headers=headers)
                     _to_stream(actor, ref, GunTrailers(conn, ref, headers), True)
@@ -154,7 +155,8 @@ def _refused_again(actor: ConnectionActor, ref: StreamRef, status: int, headers:
 def _to_stream(
     actor: ConnectionActor, ref: StreamRef, message: Any, is_fin: bool, counts: bool = False
 ) -> None:
-    """Deliver a message of `ref` unless cancelled; spend a credit for a data message."""
+    """Deliver a message of `ref` unless cancelled; spend a credit for a data message (and a
+    1xx inform, so that a flood of them is held back by `flow` as data is)."""
     stream = actor.streams.get(ref)
     if stream is None:
         return

@@ -46,6 +46,10 @@ class ConnectionInfo:
     retries_left: int
     intermediaries: tuple[object, ...] = ()
     """Proxies between us and the origin, nearest first (Gun's `intermediaries`)."""
+    last_error: BaseException | None = None
+    """The last failed connect attempt's exception, as the socket layer raised it
+    (`ConnectionRefusedError`, `socket.gaierror`, `TimeoutError`, `ssl.SSLError`...); kept
+    after a later success (`state_name` says whether it is up); None if no attempt failed."""
 
 
 @dataclass(frozen=True, slots=True)

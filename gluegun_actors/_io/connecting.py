@@ -1,7 +1,8 @@
 """How a `Transport` connects: resolve, connect to each address in turn, TLS handshake.
 
 These run on the reactor thread (resolution on a resolver thread), under the
-transport's lock, in the phases RESOLVING, CONNECTING and HANDSHAKING, and end in
+transport's lock, in the phases RESOLVING, CONNECTING, TUNNELING (through a proxy:
+`tunneling`) and HANDSHAKING, and end in
 `on_open` (`Connected`) or the transport's `_fail` (`ConnectFailed`). Connects are
 non-blocking. Each phase has its own bound (`ConnectTimeouts`, as Gun's
 `domain_lookup_timeout`, `connect_timeout` and `tls_handshake_timeout`), started when
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
+from gluegun_actors._io import tunneling
 from gluegun_actors._io.addresses import AddrInfo, resolve
 from gluegun_actors._io.events import Connected
 from gluegun_actors._io.state import CONNECTING_PHASES, Phase, Reading, delivers_after
@@ -65,7 +67,7 @@ class ConnectTimeouts:
         match phase:
             case Phase.RESOLVING:
                 return self.lookup
-            case Phase.CONNECTING:
+            case Phase.CONNECTING | Phase.TUNNELING:  # the proxy's answer: part of the connect
                 return self.connect
             case Phase.HANDSHAKING:
                 return self.tls
@@ -73,10 +75,16 @@ class ConnectTimeouts:
 
 
 _STEPS: Final = {
-    Phase.RESOLVING: "resolving the name (domain_lookup_timeout)",
-    Phase.CONNECTING: "connecting (connect_timeout)",
-    Phase.HANDSHAKING: "in the TLS handshake (tls_handshake_timeout)",
+    Phase.RESOLVING: ("looking up {host}", "domain_lookup_timeout", ""),
+    Phase.CONNECTING: ("connecting to {target}", "connect_timeout", ": nothing answered"),
+    Phase.TUNNELING: ("waiting for the proxy's answer", "connect_timeout", ""),
+    Phase.HANDSHAKING: (
+        "the TLS handshake with {target}",
+        "tls_handshake_timeout",
+        ": does the server speak TLS on this port?",
+    ),
 }
+"""Per phase: what timed out, the option that bounds it, and a hint."""
 
 
 def start_deadline(transport: Transport, phase: Phase) -> None:
@@ -163,6 +171,11 @@ def finish_connect(transport: Transport) -> None:
 
 
 def tcp_connected(transport: Transport) -> None:
+    if transport._tunnel is not None and transport._phase is Phase.CONNECTING:
+        transport._set_phase(Phase.TUNNELING)  # connected to the proxy: tunnel first
+        start_deadline(transport, Phase.TUNNELING)
+        tunneling.start(transport)  # its end calls this again, TUNNELING
+        return
     if transport._ssl_context is None:
         on_open(transport)
         return
@@ -233,12 +246,18 @@ def on_deadline(transport: Transport) -> None:
     phase = transport._phase
     if phase in CONNECTING_PHASES:
         seconds = transport._timeouts.of(phase) or 0.0
-        transport._fail(
-            TimeoutError(
-                f"connecting to {transport.host}:{transport.port}: gave up after "
-                f"{seconds:g} s {_STEPS[phase]}"
-            )
-        )
+        transport._fail(TimeoutError(_timed_out(transport, phase, seconds)))
     elif phase is Phase.FLUSHING:
         log.debug("%r: parked writes not sent in time; closing", transport)
         transport._finish(None)
+
+
+def _timed_out(transport: Transport, phase: Phase, seconds: float) -> str:
+    """E.g. "connecting to 10.0.0.1:80 timed out after 3000 ms (connect_timeout): ..."."""
+    what, option, hint = _STEPS[phase]
+    host = transport.host
+    target = f"[{host}]:{transport.port}" if ":" in host else f"{host}:{transport.port}"
+    if phase is Phase.HANDSHAKING and transport._tunnel is not None:  # TLS with the server
+        target = f"{transport._tunnel.target} through the proxy"
+    step = what.format(host=repr(host), target=target)
+    return f"{step} timed out after {round(seconds * 1000)} ms ({option}){hint}"

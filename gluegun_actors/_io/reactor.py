@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from gluegun_actors._io import connecting
 from gluegun_actors._io.addresses import numeric_addresses
@@ -49,6 +49,9 @@ from gluegun_actors._io.events import TransportCallback
 from gluegun_actors._io.timers import TimerHandle, TimerHeap
 from gluegun_actors._io.transport import Transport
 from gluegun_actors._io.wakeups import HeldWakeups
+
+if TYPE_CHECKING:
+    from gluegun_actors._proxy import Tunnel
 
 log = logging.getLogger("gluegun_actors.reactor")
 
@@ -212,6 +215,7 @@ class Reactor:
         timeout: float | ConnectTimeouts | None,
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
+        tunnel: Tunnel | None = None,
     ) -> Transport:
         """Start connecting to `host:port` and return the transport at once.
 
@@ -219,12 +223,15 @@ class Reactor:
         is tried in turn with a non-blocking connect; with `ssl_context` the TLS
         handshake follows, also non-blocking. Each phase is bounded by its own timeout
         (`ConnectTimeouts`; a number bounds each phase by that many seconds; None: no
-        bound). The outcome is `Connected` or `ConnectFailed`.
+        bound). With `tunnel`, `host:port` is a proxy's, asked for a tunnel to the server
+        before the TLS handshake (`tunneling`). The outcome is `Connected` or `ConnectFailed`.
         """
         timeouts = (
             timeout if isinstance(timeout, ConnectTimeouts) else ConnectTimeouts.every(timeout)
         )
-        transport = Transport(self, host, port, callback, timeouts, ssl_context, server_hostname)
+        transport = Transport(
+            self, host, port, callback, timeouts, ssl_context, server_hostname, tunnel
+        )
         numeric = numeric_addresses(host, port)
         if numeric is None and timeouts.lookup is not None:
             transport._deadline = self._schedule(

@@ -2,9 +2,9 @@
 
 Transport phases (`Phase`; the allowed moves are the `PHASE_TRANSITIONS` table)::
 
-    RESOLVING -> CONNECTING -> HANDSHAKING -> OPEN -> FLUSHING -> CLOSED
-                 (again per address) (TLS only)  |
-                                                 +--> FAILING --> CLOSED
+    RESOLVING -> CONNECTING -> TUNNELING -> HANDSHAKING -> OPEN -> FLUSHING -> CLOSED
+                 (again per  (proxy only)  (TLS only)       |
+                  address)                                 +--> FAILING --> CLOSED
 
 Every state moves to CLOSED on `close()`, on a failure and on the connect timeout.
 
@@ -34,6 +34,7 @@ class Phase(enum.Enum):
 
     RESOLVING = "resolving"
     CONNECTING = "connecting"
+    TUNNELING = "tunneling"  # asking the proxy for a tunnel to the server
     HANDSHAKING = "handshaking"
     OPEN = "open"
     FLUSHING = "flushing"  # close_after_flush: sending what is parked, then closing
@@ -43,7 +44,10 @@ class Phase(enum.Enum):
 
 PHASE_TRANSITIONS: Final[dict[Phase, frozenset[Phase]]] = {
     Phase.RESOLVING: frozenset({Phase.CONNECTING, Phase.CLOSED}),
-    Phase.CONNECTING: frozenset({Phase.CONNECTING, Phase.HANDSHAKING, Phase.OPEN, Phase.CLOSED}),
+    Phase.CONNECTING: frozenset(
+        {Phase.CONNECTING, Phase.TUNNELING, Phase.HANDSHAKING, Phase.OPEN, Phase.CLOSED}
+    ),
+    Phase.TUNNELING: frozenset({Phase.HANDSHAKING, Phase.OPEN, Phase.CLOSED}),
     Phase.HANDSHAKING: frozenset({Phase.OPEN, Phase.CLOSED}),
     Phase.OPEN: frozenset({Phase.FLUSHING, Phase.FAILING, Phase.CLOSED}),
     Phase.FLUSHING: frozenset({Phase.CLOSED}),
@@ -51,7 +55,9 @@ PHASE_TRANSITIONS: Final[dict[Phase, frozenset[Phase]]] = {
     Phase.CLOSED: frozenset(),
 }
 
-CONNECTING_PHASES: Final = frozenset({Phase.RESOLVING, Phase.CONNECTING, Phase.HANDSHAKING})
+CONNECTING_PHASES: Final = frozenset(
+    {Phase.RESOLVING, Phase.CONNECTING, Phase.TUNNELING, Phase.HANDSHAKING}
+)
 
 
 class Reading(enum.Enum):

@@ -43,7 +43,7 @@ from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
-from gluegun_actors._io import connecting
+from gluegun_actors._io import connecting, tunneling
 from gluegun_actors._io.addresses import Address, AddrInfo
 from gluegun_actors._io.connecting import ConnectTimeouts
 from gluegun_actors._io.events import (
@@ -65,10 +65,12 @@ from gluegun_actors._io.state import (
 if TYPE_CHECKING:
     from gluegun_actors._io.reactor import Reactor
     from gluegun_actors._io.timers import TimerHandle
+    from gluegun_actors._io.tunneling import Handshake
+    from gluegun_actors._proxy import Tunnel
 
 log = logging.getLogger("gluegun_actors.reactor")
 
-__all__ = ["MAX_READ_SIZE", "TLS_WRITE_CHUNK", "Transport"]
+__all__ = ["MAX_READ_SIZE", "TLS_WRITE_CHUNK", "WRITE_BACKLOG_LIMIT", "Transport"]
 
 MAX_READ_SIZE: Final = 1 << 20
 """A transport whose reads come back full doubles its read size up to this (the largest
@@ -76,6 +78,9 @@ MAX_READ_SIZE: Final = 1 << 20
 
 TLS_WRITE_CHUNK: Final = 256 * 1024
 """Largest slice handed to one `SSLSocket.send`; a retry after WANT_WRITE repeats it exactly."""
+WRITE_BACKLOG_LIMIT: Final = 1 << 20
+"""Bytes parked for sending past which the socket is not read: a peer that sends (pings,
+requests for answers) and never reads is held back by TCP, not by our memory."""
 
 _READ: Final = selectors.EVENT_READ
 _WRITE: Final = selectors.EVENT_WRITE
@@ -97,6 +102,7 @@ class Transport:
         "_delivering",
         "_failure",
         "_fd",
+        "_handshake",
         "_id",
         "_last_error",
         "_lock",
@@ -117,6 +123,7 @@ class Transport:
         "_sync_posted",
         "_timeouts",
         "_tls_want",
+        "_tunnel",
         "host",
         "port",
     )
@@ -130,6 +137,7 @@ class Transport:
         timeouts: ConnectTimeouts,
         ssl_context: ssl.SSLContext | None,
         server_hostname: str | None,
+        tunnel: Tunnel | None = None,
     ) -> None:
         self._reactor = reactor
         self._id = next(_transport_ids)
@@ -138,7 +146,9 @@ class Transport:
         self._callback = callback
         self._timeouts = timeouts
         self._ssl_context = ssl_context
-        self._server_hostname = server_hostname
+        self._server_hostname = server_hostname or (tunnel.host if tunnel else None)
+        self._tunnel = tunnel  # through a proxy: `host:port` is the proxy's
+        self._handshake: Handshake | None = None  # with the proxy, while TUNNELING
         # Guarded by `_delivering` (any thread may close; the reactor thread delivers):
         self._delivering = threading.RLock()
         self._muted = False  # closed by its user: nothing more is delivered
@@ -319,6 +329,7 @@ class Transport:
             and self._ssl_context is None
             and self._phase is Phase.OPEN
             and self._reading is Reading.ARMED
+            and self._out_bytes <= WRITE_BACKLOG_LIMIT
         ):
             sock = self._sock
             assert sock is not None
@@ -355,6 +366,9 @@ class Transport:
         match self._phase:
             case Phase.CONNECTING:
                 connecting.finish_connect(self)
+            case Phase.TUNNELING:
+                if tunneling.on_ready(self, mask):
+                    connecting.tcp_connected(self)
             case Phase.HANDSHAKING:
                 connecting.tls_handshake(self)
             case Phase.OPEN:
@@ -372,7 +386,7 @@ class Transport:
                 self._break(error)
                 return
         if mask & _READ:
-            if self._reading is Reading.ARMED:
+            if self._reading is Reading.ARMED and self._out_bytes <= WRITE_BACKLOG_LIMIT:
                 self._read()
             else:
                 lazy = False  # readable while paused: now drop the read interest
@@ -389,7 +403,7 @@ class Transport:
                 self._apply_interest(lazy=True)
             case Phase.FLUSHING | Phase.FAILING | Phase.CLOSED:
                 self._wind_down()
-            case Phase.RESOLVING | Phase.CONNECTING | Phase.HANDSHAKING:
+            case Phase.RESOLVING | Phase.CONNECTING | Phase.TUNNELING | Phase.HANDSHAKING:
                 pass
 
     def _wind_down(self) -> None:
@@ -506,11 +520,15 @@ class Transport:
         match self._phase:
             case Phase.CONNECTING:
                 desired = _WRITE
+            case Phase.TUNNELING:
+                desired = tunneling.interest(self)
             case Phase.HANDSHAKING:
                 desired = self._tls_want
             case Phase.OPEN:
                 desired = _WRITE if self._out else 0
-                if self._reading is Reading.ARMED:
+                if self._out_bytes > WRITE_BACKLOG_LIMIT:
+                    pass  # backlogged: read again once the peer has taken enough
+                elif self._reading is Reading.ARMED:
                     desired |= _READ
                 elif self._reading is Reading.PAUSED and lazy:
                     desired |= _READ if read_ahead else self._registered & _READ
@@ -574,6 +592,8 @@ class Transport:
             self._deliver(event)
 
     def _fail(self, error: BaseException) -> None:
+        if self._tunnel is not None:
+            error = tunneling.failure(self, error)  # named after the proxy, by phase
         self._finish(ConnectFailed(self, error))
 
     def _break(self, error: OSError) -> None:

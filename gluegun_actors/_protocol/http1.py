@@ -94,6 +94,7 @@ from gluegun_actors.errors import (
 
 __all__ = [
     "DEFAULT_MAX_HEADER_BLOCK_SIZE",
+    "MAX_INFORMS",
     "Closed",
     "Data",
     "Event",
@@ -107,6 +108,8 @@ __all__ = [
 
 DEFAULT_MAX_HEADER_BLOCK_SIZE: Final = 100_000
 """Largest response header block (status line, headers, or trailers) accepted, in bytes."""
+MAX_INFORMS: Final = 32
+"""Most informational (1xx) responses accepted before a final one; more is a flood."""
 
 _UNEXPECTED_PREVIEW: Final = 40
 """How many bytes of unexpected server data an error message quotes."""
@@ -423,6 +426,14 @@ class Http1Client:
                     self._upgrade(
                         events, exchange, 101, event.headers, self._parser.trailing_data[0]
                     )
+                    return
+                exchange.informs += 1
+                if exchange.informs > MAX_INFORMS:
+                    error = RemoteProtocolError(
+                        f"the server sent more than {MAX_INFORMS} informational (1xx) "
+                        f"responses before the final one for {exchange.stream!r}"
+                    )
+                    self._close(events, error)
                     return
                 events.append(
                     Inform(exchange.stream, event.status_code, str_headers(event.headers))

@@ -61,6 +61,7 @@ class Exchange:
 
     __slots__ = (
         "framing",
+        "informs",
         "keep_alive",
         "method",
         "pending",
@@ -81,6 +82,7 @@ class Exchange:
         self.remaining = 0  # body bytes still owed under content-length framing
         self.pending: list[bytes] = []  # bytes of a held request, written on release
         self.keep_alive = True  # the response lets the connection carry on
+        self.informs = 0  # 1xx responses before the final one (bounded: MAX_INFORMS)
 
     @property
     def switches(self) -> bool:

@@ -22,6 +22,7 @@ __all__ = [
     "HOST_FORBIDDEN",
     "TOKEN",
     "TOKEN_TEXT",
+    "check_request",
     "host_header_value",
     "prepare_request",
 ]
@@ -55,7 +56,10 @@ def _request_head(
     if TOKEN.fullmatch(method) is None:
         raise _Invalid(f"illegal method characters {method!r}")
     if _TARGET.fullmatch(target) is None:
-        raise _Invalid(f"illegal target characters {target!r}")
+        raise _Invalid(
+            f"illegal target characters in {target!r}: percent-encode spaces, tabs, "
+            "control characters and non-ASCII"
+        )
     lines = [b"%s %s HTTP/1.1\r\n" % (method, target)]
     content_length: bytes | None = None
     hosts = 0
@@ -64,7 +68,10 @@ def _request_head(
         if TOKEN.fullmatch(name) is None:
             raise _Invalid(f"illegal header name {name!r}")
         if FIELD_VALUE.fullmatch(value) is None:
-            raise _Invalid(f"illegal header value {value!r}")
+            raise _Invalid(
+                f"illegal header value in {name.decode('latin-1')!r} (control characters, "
+                "or spaces at either end; the value is not shown, it may be a secret)"
+            )
         key = name.lower()
         if key == b"content-length":
             lengths = {length.strip() for length in value.split(b",")}
@@ -107,16 +114,21 @@ def host_header_value(host: str, port: int, default_port: int) -> str:
     return host if port == default_port else f"{host}:{port}"
 
 
-def prepare_request(
-    stream: StreamRef,
-    method: str,
-    target: str,
-    headers: Headers,
-    body: bytes | None,
-    is_fin: bool,
-    host: bytes,
-) -> tuple[Exchange, bool]:
-    """Validate and serialize a request; returns it and whether it asks to close."""
+def check_request(method: str, target: str, headers: Headers) -> None:
+    """Refuse, in the caller and before anything is queued, a request HTTP/1.1 forbids.
+
+    The same verdicts as `prepare_request` (which the connection runs again, as the
+    sans-IO core must not trust its input): a caller learns of a tab in a method, a
+    non-ASCII path, two `host` fields or `content-length` beside `transfer-encoding`
+    from the call that made it, not from a `GunError` later.
+    """
+    _encoded_head(method, target, headers, b"")
+
+
+def _encoded_head(
+    method: str, target: str, headers: Headers, host: bytes
+) -> tuple[bytes, list[bytes], int | None, bool, bool, bool]:
+    """`_request_head` on the caller's text; every refusal a `LocalProtocolError`."""
     try:
         raw_method = method.encode("ascii")
         raw_target = target.encode("ascii")
@@ -128,8 +140,10 @@ def prepare_request(
     try:
         raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
     except UnicodeEncodeError:
+        names = [name for name, value in headers if not _is_latin1(name + value)]
         raise LocalProtocolError(
-            f"header names and values must be latin-1 text: {headers!r}; nothing was sent"
+            f"header names and values must be latin-1 text; not so: {names!r} "
+            "(encode other text, e.g. RFC 8187); nothing was sent"
         ) from None
     try:
         head, content_length, chunked, upgrade, closes = _request_head(
@@ -143,6 +157,30 @@ def prepare_request(
         raise LocalProtocolError(
             "a request cannot carry both content-length and transfer-encoding; nothing was sent"
         )
+    return raw_method, head, content_length, chunked, upgrade, closes
+
+
+def _is_latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def prepare_request(
+    stream: StreamRef,
+    method: str,
+    target: str,
+    headers: Headers,
+    body: bytes | None,
+    is_fin: bool,
+    host: bytes,
+) -> tuple[Exchange, bool]:
+    """Validate and serialize a request; returns it and whether it asks to close."""
+    raw_method, head, content_length, chunked, upgrade, closes = _encoded_head(
+        method, target, headers, host
+    )
     if body is not None and type(body) is not bytes:
         body = bytes(body)
 

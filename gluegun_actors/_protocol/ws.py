@@ -184,7 +184,6 @@ class WsConnection:
     """
 
     __slots__ = (
-        "_bytes_parts",
         "_close_code",
         "_close_reason",
         "_deflater",
@@ -193,10 +192,10 @@ class WsConnection:
         "_message",
         "_out",
         "_parser",
+        "_partial",
         "_pending",
         "_size",
         "_state",
-        "_text_parts",
         "_utf8",
         "negotiated",
     )
@@ -221,8 +220,8 @@ class WsConnection:
         # with COMPRESSED when so), or None; its size so far, after inflating.
         self._message: int | None = None
         self._size = 0
-        self._text_parts: list[str] = []
-        self._bytes_parts: list[bytes] = []
+        self._partial = bytearray()
+        """The message in progress, raw: one buffer however many fragments it came in."""
         self._utf8 = _Utf8Decoder()
         self._pending: list[WsEvent] = []
         if trailing_data:
@@ -355,25 +354,29 @@ class WsConnection:
             self._size += len(payload)
         if kind & _OPCODE == TEXT:
             try:
-                piece = self._utf8.decode(payload, done)
+                piece = self._utf8.decode(payload, done)  # fails fast on invalid UTF-8
             except UnicodeDecodeError as exc:
                 self._fail_utf8(events, exc)
                 return False
-            if piece:
-                self._text_parts.append(piece)
-            if done:
-                text = "".join(self._text_parts)
-                self._text_parts = []
-                self._message = None
-                events.append(Text(text))
+            if not done:
+                self._partial += payload
+                return True
+            if self._partial:  # fragmented: one buffer, decoded once more at the end
+                self._partial += payload
+                piece = self._partial.decode("utf-8")
+                self._partial = bytearray()
+            self._message = None
+            events.append(Text(piece))
         else:
-            if payload:
-                self._bytes_parts.append(payload)
-            if done:
-                data = b"".join(self._bytes_parts)
-                self._bytes_parts = []
-                self._message = None
-                events.append(Binary(data))
+            if not done:
+                self._partial += payload
+                return True
+            if self._partial:
+                self._partial += payload
+                payload = bytes(self._partial)
+                self._partial = bytearray()
+            self._message = None
+            events.append(Binary(payload))
         return True
 
     def _inflate(self, payload: bytes, done: bool, events: list[WsEvent]) -> bytes | None:
@@ -451,8 +454,7 @@ class WsConnection:
 
     def _drop_message(self) -> None:
         self._message = None
-        self._text_parts = []
-        self._bytes_parts = []
+        self._partial = bytearray()
         if self._inflater is not None:
             self._inflater.abandon()
 

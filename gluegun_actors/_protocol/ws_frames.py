@@ -150,6 +150,10 @@ class FrameParser:
                 return pieces
         append = pieces.append
         max_size = self._max_size
+        # Consecutive whole fragments of one message become one piece, so that a peer
+        # sending many tiny fragments costs one buffer, not an object per fragment.
+        run: bytearray | None = None
+        run_message = _NO_MESSAGE
         while end - pos >= 2:
             first = buf[pos]
             second = buf[pos + 1]
@@ -180,6 +184,9 @@ class FrameParser:
                 stop = start + length
                 if stop > end:
                     break  # wait for the whole control frame
+                if run is not None:
+                    append((run_message, bytes(run), False))
+                    run = None
                 append((opcode, buf[start:stop], True))
                 pos = stop
                 if opcode == CLOSE:
@@ -241,14 +248,26 @@ class FrameParser:
             fin = bool(first & _FIN)
             stop = start + length
             if stop <= end:  # the whole frame is here
-                append((message, buf[start:stop], fin))
                 pos = stop
                 if fin:
+                    if run is None:
+                        append((message, buf[start:stop], True))
+                    else:
+                        run += memoryview(buf)[start:stop]
+                        append((message, bytes(run), True))
+                        run = None
                     self._message = _NO_MESSAGE
                 else:
+                    if run is None:
+                        run = bytearray()
+                        run_message = message
+                    run += memoryview(buf)[start:stop]
                     self._message = message
                     self._size = size
                 continue
+            if run is not None:
+                append((run_message, bytes(run), False))
+                run = None
             # Only part of the payload is here: hand it over, the rest follows in later reads.
             self._message = message
             self._size = size
@@ -258,6 +277,8 @@ class FrameParser:
                 append((message, buf[start:end], False))
             pos = end
             break
+        if run is not None:
+            append((run_message, bytes(run), False))
         self._buf = buf[pos:] if pos < end and not self._closed and self.error is None else b""
         return pieces
 

@@ -76,6 +76,19 @@ def monitor(target: object, owner: Mailbox | pykka.ActorRef[Any] | None = None) 
 
     `reason` is `"normal"` for an actor that was stopped (or stopped itself), the exception
     that ended it, a connection's exit reason, or `"noproc"` when it was already gone.
+    `owner` is a `Mailbox` or an `ActorRef`; by default the caller (the calling Pykka
+    actor, else the calling thread's mailbox).
+
+    Raises:
+        InvalidArgument: `target` is not an `ActorRef`, `Connection` or `Supervisor`, or
+            `owner` is neither a `Mailbox` nor an `ActorRef`.
+
+    Example:
+        ```python
+        ref = supervisor.monitor(worker_ref)
+        down = mailbox.current().receive(lambda m: isinstance(m, Down) and m.monitor is ref)
+        print(down.reason)  # "normal", or the exception that ended it
+        ```
     """
     ref = actor_ref_of(target)
     if owner is None:
@@ -100,7 +113,18 @@ def monitor(target: object, owner: Mailbox | pykka.ActorRef[Any] | None = None) 
 
 def demonitor(monitor_ref: MonitorRef, *, flush: bool = False) -> bool:
     """Stop a monitor; True if its `Down` had not been sent. With `flush`, a `Down` it
-    already sent is removed from the owner's mailbox (when the owner is a `Mailbox`)."""
+    already sent is removed from the owner's mailbox (when the owner is a `Mailbox`).
+
+    Raises:
+        InvalidArgument: `monitor_ref` is not a `MonitorRef`.
+
+    Example:
+        ```python
+        ref = supervisor.monitor(conn)
+        ...
+        supervisor.demonitor(ref, flush=True)  # no Down from it is left behind
+        ```
+    """
     if not isinstance(monitor_ref, MonitorRef):
         raise InvalidArgument(f"demonitor takes a MonitorRef, got {monitor_ref!r}")
     with _lock:

@@ -156,6 +156,18 @@ class EmbeddedServer(ThreadedTcpServer):
     permessage-deflate is accepted when offered (unless `compression=False`); pings
     are answered; traffic wsproto cannot parse gets the close code wsproto names.
     `stop()` sends open WebSockets a 1001 close frame before closing them.
+
+    Durations given to it are seconds (`idle_timeout`, `closing_timeout`); in URLs,
+    milliseconds (`delay_ms`). `ValueError` for `max_connections` below 1.
+
+    Example:
+        ```python
+        with EmbeddedServer() as server:
+            conn = connection.open("127.0.0.1", server.port)
+            stream = http.get(conn, "/chunked?n=2")
+            assert http.await_body(conn, stream, 5000) == b"chunk0chunk1"
+            connection.close(conn)
+        ```
     """
 
     _kind = "embedded"
@@ -193,9 +205,11 @@ class EmbeddedServer(ThreadedTcpServer):
             return list(self._requests)
 
     def url(self, path: str = "/") -> str:
+        """`http://127.0.0.1:<port><path>`, for `connection.open_url`."""
         return f"http://{self.host}:{self.port}{path}"
 
     def ws_url(self, path: str = "/ws") -> str:
+        """`ws://127.0.0.1:<port><path>`, for `websocket.connect(url)`."""
         return f"ws://{self.host}:{self.port}{path}"
 
     def _record_request(self, method: str, target: str) -> None:

@@ -119,6 +119,21 @@ class ScriptedServer(ThreadedTcpServer):
     """A TCP server on 127.0.0.1 whose k-th connection plays `scripts[k]`.
 
     The last script repeats for every later connection. See the module docstring.
+
+    `step_timeout` is seconds. `ValueError` for no script, or a script with a step
+    after the one that ends it (`Close`, `Reset`, `Hold`).
+
+    Example:
+        ```python
+        # The first connection is reset after its request; the second is answered.
+        script_1 = [Expect(), Reset()]
+        script_2 = [Expect(), Send(ScriptedServer.http_response(200, body=b"ok")), Hold()]
+        with ScriptedServer([script_1, script_2]) as server:
+            conn = connection.open("127.0.0.1", server.port, connection.options(retry=1))
+            with pytest.raises(StreamError):  # sent, then lost: never sent again
+                http.await_body(conn, http.get(conn, "/"), 5000)
+            assert http.await_body(conn, http.get(conn, "/"), 5000) == b"ok"
+        ```
     """
 
     _kind = "scripted"
