@@ -71,20 +71,28 @@ import pykka
 from gluegun_actors import connection, websocket
 from gluegun_actors._aio import collect as _collect
 from gluegun_actors._aio import wait as _wait
+from gluegun_actors._awaited import (
+    BodyAndTrailersWait,
+    BodyWait,
+    FrameWait,
+    NextWait,
+    ResponseWait,
+    UpgradeWait,
+    UpWait,
+)
 from gluegun_actors._checks import check_connection, check_stream
 from gluegun_actors._connection import commands
 from gluegun_actors._connection.handle import Connection
 from gluegun_actors._timeouts import Infinity, Milliseconds, Timeout
 from gluegun_actors._types import Headers, Protocol, StreamRef
 from gluegun_actors._waits import One
-from gluegun_actors.connection import _CLOSE_WAIT, _UpWait
+from gluegun_actors.connection import _CLOSE_WAIT
 from gluegun_actors.errors import (
     AwaitTimeout,
     GluegunError,
     InvalidArgument,
 )
 from gluegun_actors.events import Down, GunResponse, GunUpgrade
-from gluegun_actors.http import _BodyAndTrailersWait, _BodyWait, _NextWait, _ResponseWait
 from gluegun_actors.mailbox import Collector, Mailbox, Match, current, predicate
 from gluegun_actors.message import AppFrame, Binary, Close, Frame, Text
 from gluegun_actors.supervisor import demonitor, monitor
@@ -92,8 +100,6 @@ from gluegun_actors.websocket import (
     Socket,
     _app_frame,
     _check_socket,
-    _FrameWait,
-    _UpgradeWait,
     _wait_timeout,
 )
 
@@ -128,14 +134,14 @@ async def await_up(conn: Connection, timeout: Timeout = 5000) -> Protocol:
 
     `ConnectionTerminated` if the connection stops first (say, its retries ran out).
     """
-    return await _wait(_UpWait(check_connection(conn)), timeout, "GunUp")
+    return await _wait(UpWait(check_connection(conn)), timeout, "GunUp")
 
 
 async def await_response(
     conn: Connection, stream: StreamRef, timeout: Timeout = 5000
 ) -> GunResponse:
     """The stream's `GunResponse`, 1xx informs skipped (`http.await_response`)."""
-    waiting = _ResponseWait(check_connection(conn), check_stream(stream))
+    waiting = ResponseWait(check_connection(conn), check_stream(stream))
     return await _wait(waiting, timeout, "response")
 
 
@@ -145,7 +151,7 @@ async def await_body(conn: Connection, stream: StreamRef, timeout: Timeout = 500
     As in Gun, `timeout` bounds each message: a slow body that never pauses longer than
     that is waited for to its end. On timeout or cancellation every piece taken goes back.
     """
-    waiting = _BodyWait(check_connection(conn), check_stream(stream))
+    waiting = BodyWait(check_connection(conn), check_stream(stream))
     return await _wait(waiting, timeout, "complete body", per_message=True)
 
 
@@ -153,13 +159,13 @@ async def await_body_and_trailers(
     conn: Connection, stream: StreamRef, timeout: Timeout = 5000
 ) -> tuple[bytes, Headers]:
     """`await_body`, also returning the trailers (`http.await_body_and_trailers`)."""
-    waiting = _BodyAndTrailersWait(check_connection(conn), check_stream(stream))
+    waiting = BodyAndTrailersWait(check_connection(conn), check_stream(stream))
     return await _wait(waiting, timeout, "complete body", per_message=True)
 
 
 async def await_next(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> Any:
     """The next message of the stream, whatever it is (`http.await_next`, Gun's `gun:await`)."""
-    waiting = _NextWait(check_connection(conn), check_stream(stream))
+    waiting = NextWait(check_connection(conn), check_stream(stream))
     return await _wait(waiting, timeout, "message")
 
 
@@ -168,7 +174,7 @@ async def await_upgrade(conn: Connection, stream: StreamRef, timeout: Timeout = 
 
     A refusal (not 101) raises `UpgradeFailed` with its status, headers and body.
     """
-    waiting = _UpgradeWait(check_connection(conn), check_stream(stream))
+    waiting = UpgradeWait(check_connection(conn), check_stream(stream))
     return await _wait(waiting, timeout, "upgrade")
 
 
@@ -177,7 +183,7 @@ async def receive_frame(conn: Connection, stream: StreamRef, timeout: Timeout = 
 
     Call `await_upgrade` first: an upgrade answer still queued raises `BadStateError`.
     """
-    waiting = _FrameWait(check_connection(conn), check_stream(stream))
+    waiting = FrameWait(check_connection(conn), check_stream(stream))
     return await _wait(waiting, timeout, "WebSocket frame")
 
 
@@ -394,7 +400,7 @@ async def with_socket(
     return result
 
 
-class _FrameOfKindsWait(_FrameWait):
+class _FrameOfKindsWait(FrameWait):
     """The next frame of one of `kinds`; the frames before it are taken and skipped."""
 
     def __init__(self, conn: Connection, stream: StreamRef, kinds: tuple[type, ...]) -> None:

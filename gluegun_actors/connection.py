@@ -17,12 +17,12 @@ import pykka
 
 from gluegun_actors._await import (
     MessageFuture,
-    Wait,
     future,
     owner_mailbox,
     stream_mailbox,
     wait,
 )
+from gluegun_actors._awaited import UpWait
 from gluegun_actors._checks import check_address, check_connection, check_stream
 from gluegun_actors._connection import commands
 from gluegun_actors._connection.actor import ConnectionActor
@@ -36,7 +36,6 @@ from gluegun_actors._timeouts import Infinity, Milliseconds, Timeout
 from gluegun_actors._types import Protocol, StreamRef
 from gluegun_actors._url import parse_url, url_options
 from gluegun_actors.errors import ConnectionTerminated, InvalidArgument, InvalidOptions
-from gluegun_actors.events import GunUp
 from gluegun_actors.mailbox import Mailbox, current
 
 __all__ = [
@@ -173,7 +172,7 @@ def await_up(conn: Connection, timeout: Timeout = 5000) -> Protocol:
         protocol = connection.await_up(conn, 5000)  # Protocol.HTTP1
         ```
     """
-    return wait(_UpWait(check_connection(conn)), timeout, "GunUp")
+    return wait(UpWait(check_connection(conn)), timeout, "GunUp")
 
 
 def await_up_future(conn: Connection) -> MessageFuture[Protocol]:
@@ -192,21 +191,7 @@ def await_up_future(conn: Connection) -> MessageFuture[Protocol]:
         protocols = pykka.get_all(futures, timeout=5.0)  # seconds, as Pykka
         ```
     """
-    return future(_UpWait(check_connection(conn)))
-
-
-class _UpWait(Wait[Protocol]):
-    protocol: Protocol
-
-    def take(self, message: Any) -> bool:
-        if type(message) is GunUp:
-            self.protocol = message.protocol
-            self.finished = True
-            return True
-        return False
-
-    def value(self) -> Protocol:
-        return self.protocol
+    return future(UpWait(check_connection(conn)))
 
 
 def close(conn: Connection) -> None:

@@ -9,11 +9,12 @@ anything is sent.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 import pykka
 
-from gluegun_actors._await import MessageFuture, Wait, future, wait
+from gluegun_actors._await import MessageFuture, future, wait
+from gluegun_actors._awaited import BodyAndTrailersWait, BodyWait, NextWait, ResponseWait
 from gluegun_actors._checks import check_connection, check_headers, check_reply_to, check_stream
 from gluegun_actors._connection import commands
 from gluegun_actors._connection.handle import Connection
@@ -21,8 +22,8 @@ from gluegun_actors._protocol.http1_request import check_request
 from gluegun_actors._timeouts import Timeout
 from gluegun_actors._types import Headers, Protocol, StreamRef
 from gluegun_actors.errors import BadStateError, InvalidArgument
-from gluegun_actors.events import GunData, GunInform, GunResponse, GunTrailers, GunUpgrade
-from gluegun_actors.mailbox import Keep, Mailbox
+from gluegun_actors.events import GunResponse
+from gluegun_actors.mailbox import Mailbox
 
 __all__ = [
     "await_body",
@@ -48,8 +49,6 @@ __all__ = [
 HeadersIn = Headers | list[tuple[str | bytes, str | bytes]] | tuple[Any, ...] | dict[str, str]
 Body = bytes | bytearray | memoryview | str
 
-
-T = TypeVar("T")
 
 ReplyTo = Mailbox | pykka.ActorRef[Any] | None
 """Where a stream's messages go: a `Mailbox`, a Pykka `ActorRef`, or None for the caller
@@ -313,7 +312,7 @@ def await_response(conn: Connection, stream: StreamRef, timeout: Timeout = 5000)
             body = http.await_body(conn, response.stream, 5000)
         ```
     """
-    return wait(_ResponseWait(check_connection(conn), check_stream(stream)), timeout, "response")
+    return wait(ResponseWait(check_connection(conn), check_stream(stream)), timeout, "response")
 
 
 def await_response_future(conn: Connection, stream: StreamRef) -> MessageFuture[GunResponse]:
@@ -325,7 +324,7 @@ def await_response_future(conn: Connection, stream: StreamRef) -> MessageFuture[
         responses = pykka.get_all(futures, timeout=5.0)
         ```
     """
-    return future(_ResponseWait(check_connection(conn), check_stream(stream)))
+    return future(ResponseWait(check_connection(conn), check_stream(stream)))
 
 
 def await_body(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> bytes:
@@ -349,7 +348,7 @@ def await_body(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> 
         body = http.await_body(conn, stream, 10_000)  # the head is taken too
         ```
     """
-    waiting = _BodyWait(check_connection(conn), check_stream(stream))
+    waiting = BodyWait(check_connection(conn), check_stream(stream))
     return wait(waiting, timeout, "complete body", per_message=True)
 
 
@@ -367,7 +366,7 @@ def await_body_and_trailers(
         body, trailers = http.await_body_and_trailers(conn, stream, 5000)
         ```
     """
-    waiting = _BodyAndTrailersWait(check_connection(conn), check_stream(stream))
+    waiting = BodyAndTrailersWait(check_connection(conn), check_stream(stream))
     return wait(waiting, timeout, "complete body", per_message=True)
 
 
@@ -382,7 +381,7 @@ def await_body_future(conn: Connection, stream: StreamRef) -> MessageFuture[byte
         bodies = pykka.get_all([http.await_body_future(conn, s) for s in streams], 10.0)
         ```
     """
-    return future(_BodyWait(check_connection(conn), check_stream(stream)))
+    return future(BodyWait(check_connection(conn), check_stream(stream)))
 
 
 def await_next(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> Any:
@@ -404,7 +403,7 @@ def await_next(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> 
             case GunData(data=chunk, is_fin=last): ...
         ```
     """
-    return wait(_NextWait(check_connection(conn), check_stream(stream)), timeout, "message")
+    return wait(NextWait(check_connection(conn), check_stream(stream)), timeout, "message")
 
 
 def await_next_future(conn: Connection, stream: StreamRef) -> MessageFuture[Any]:
@@ -415,74 +414,4 @@ def await_next_future(conn: Connection, stream: StreamRef) -> MessageFuture[Any]
         message = http.await_next_future(conn, stream).get(timeout=5.0)
         ```
     """
-    return future(_NextWait(check_connection(conn), check_stream(stream)))
-
-
-class _NextWait(Wait[Any]):
-    message: Any
-
-    def take(self, message: Any) -> bool:
-        self.message = message
-        self.finished = True
-        return True
-
-    def value(self) -> Any:
-        return self.message
-
-
-class _ResponseWait(Wait[GunResponse]):
-    response: GunResponse
-
-    def take(self, message: Any) -> bool | Keep:
-        match message:
-            case GunInform():
-                return True
-            case GunResponse():
-                self.response = message
-                self.finished = True
-                return True
-            case GunUpgrade():
-                error = BadStateError(
-                    f"{self.stream!r} was upgraded to WebSocket: use websocket.await_upgrade"
-                )
-                return self.fail(error, keep=True)
-        return False
-
-    def value(self) -> GunResponse:
-        return self.response
-
-
-class _Body(Wait[T]):
-    """Takes a response to its end: head (if still queued), body pieces, trailers."""
-
-    def __init__(self, conn: Connection, stream: StreamRef) -> None:
-        super().__init__(conn, stream)
-        self.parts: list[bytes] = []
-        self.trailers: Headers = ()
-
-    def take(self, message: Any) -> bool:
-        match message:
-            case GunInform():
-                return True
-            case GunResponse(is_fin=is_fin):
-                self.finished = is_fin
-                return True
-            case GunData(is_fin=is_fin, data=chunk):
-                self.parts.append(chunk)
-                self.finished = is_fin
-                return True
-            case GunTrailers(headers=trailers):
-                self.trailers = trailers
-                self.finished = True
-                return True
-        return False
-
-
-class _BodyWait(_Body[bytes]):
-    def value(self) -> bytes:
-        return b"".join(self.parts)
-
-
-class _BodyAndTrailersWait(_Body[tuple[bytes, Headers]]):
-    def value(self) -> tuple[bytes, Headers]:
-        return b"".join(self.parts), self.trailers
+    return future(NextWait(check_connection(conn), check_stream(stream)))

@@ -22,7 +22,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from gluegun_actors import connection
-from gluegun_actors._await import MessageFuture, Wait, future, wait
+from gluegun_actors._await import MessageFuture, future, wait
+from gluegun_actors._awaited import FrameWait, UpgradeWait
 from gluegun_actors._checks import check_connection, check_headers, check_reply_to, check_stream
 from gluegun_actors._connection import commands
 from gluegun_actors._connection.handle import Connection
@@ -40,13 +41,12 @@ from gluegun_actors.errors import (
     InvalidArgument,
     InvalidOptions,
     UnsupportedProtocol,
-    UpgradeFailed,
     WebSocketClosed,
     describe,
 )
-from gluegun_actors.events import GunData, GunResponse, GunTrailers, GunUpgrade, GunWs
+from gluegun_actors.events import GunUpgrade
 from gluegun_actors.http import ReplyTo
-from gluegun_actors.mailbox import Keep, current
+from gluegun_actors.mailbox import current
 from gluegun_actors.message import AppFrame, Binary, Close, Frame, Ping, Pong, Text
 
 __all__ = [
@@ -211,7 +211,7 @@ def await_upgrade(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) 
         upgrade.protocols  # ("websocket", "v2")
         ```
     """
-    return wait(_UpgradeWait(check_connection(conn), check_stream(stream)), timeout, "upgrade")
+    return wait(UpgradeWait(check_connection(conn), check_stream(stream)), timeout, "upgrade")
 
 
 def await_upgrade_future(conn: Connection, stream: StreamRef) -> MessageFuture[GunUpgrade]:
@@ -222,7 +222,7 @@ def await_upgrade_future(conn: Connection, stream: StreamRef) -> MessageFuture[G
         upgrades = pykka.get_all([websocket.await_upgrade_future(c, s) for c, s in pairs], 5.0)
         ```
     """
-    return future(_UpgradeWait(check_connection(conn), check_stream(stream)))
+    return future(UpgradeWait(check_connection(conn), check_stream(stream)))
 
 
 def send(conn: Connection, stream: StreamRef, frame: Frame | Sequence[Frame]) -> None:
@@ -304,7 +304,7 @@ def receive(conn: Connection, stream: StreamRef, timeout: Timeout = 5000) -> Fra
             case Close(code, reason): print("closed", code, reason)
         ```
     """
-    waiting = _FrameWait(check_connection(conn), check_stream(stream))
+    waiting = FrameWait(check_connection(conn), check_stream(stream))
     return wait(waiting, timeout, "WebSocket frame")
 
 
@@ -317,71 +317,7 @@ def receive_future(conn: Connection, stream: StreamRef) -> MessageFuture[Frame]:
         frames = pykka.get_all(futures, timeout=5.0)  # one frame from each feed
         ```
     """
-    return future(_FrameWait(check_connection(conn), check_stream(stream)))
-
-
-class _FrameWait(Wait[Frame]):
-    """One frame; an upgrade answer still queued ends it with "call await_upgrade first"."""
-
-    frame: Frame
-
-    def take(self, message: Any) -> bool | Keep:
-        if type(message) is GunWs:
-            self.frame = message.frame
-            self.finished = True
-            return True
-        if type(message) is GunUpgrade and self.stream is not None and self.stream.resilient:
-            return True  # upgraded again after a reconnect: take it and wait on
-        if type(message) in (GunUpgrade, GunResponse):
-            error = BadStateError(
-                f"the upgrade answer of {self.stream!r} is still in the mailbox: call "
-                "websocket.await_upgrade before websocket.receive"
-            )
-            return self.fail(error, keep=True)
-        return False
-
-    def value(self) -> Frame:
-        return self.frame
-
-
-class _UpgradeWait(Wait[GunUpgrade]):
-    """Takes the GunUpgrade, or a refusal: GunResponse and its whole body."""
-
-    def __init__(self, conn: Connection, stream: StreamRef, path: str | None = None) -> None:
-        super().__init__(conn, stream)
-        self.path = path
-        """The upgrade's path when known, for the refusal's message."""
-        self.upgrade: GunUpgrade | None = None
-        self.response: GunResponse | None = None
-        self.body: list[bytes] = []
-
-    def take(self, message: Any) -> bool:
-        match message:
-            case GunUpgrade():
-                self.upgrade = message
-                self.finished = True
-                return True
-            case GunResponse(is_fin=is_fin):
-                self.response = message
-                self.finished = is_fin
-                return True
-            case GunData(is_fin=is_fin, data=chunk) if self.response is not None:
-                self.body.append(chunk)
-                self.finished = is_fin
-                return True
-            case GunTrailers() if self.response is not None:
-                self.finished = True
-                return True
-        return False
-
-    def value(self) -> GunUpgrade:
-        if self.upgrade is not None:
-            return self.upgrade
-        assert self.response is not None
-        response = self.response
-        raise UpgradeFailed.of_response(
-            self.stream, response.status, response.headers, b"".join(self.body), self.path
-        )
+    return future(FrameWait(check_connection(conn), check_stream(stream)))
 
 
 # -- the Socket API -----------------------------------------------------------------------
@@ -470,7 +406,7 @@ def connect(
         protocol = connection.await_up(conn, _wait_timeout(options))
         reply_to = conn_options.owner
         stream = upgrade_with_protocol(conn, protocol, path, [], options, reply_to=reply_to)
-        answer = wait(_UpgradeWait(conn, stream, path), _wait_timeout(options), "upgrade")
+        answer = wait(UpgradeWait(conn, stream, path), _wait_timeout(options), "upgrade")
     except BaseException:
         _discard(conn)
         raise
