@@ -365,17 +365,23 @@ class Report:
 
 @dataclass
 class Panel:
-    """One bar chart: `series` maps a client to one value per category (NaN = missing)."""
+    """One bar chart: `series` maps a client to one value per category (NaN = missing);
+    the series named in `hatched` are drawn hatched, to set them apart."""
 
     title: str
     ylabel: str
     categories: list[str]
     series: dict[str, list[float]]
     log: bool = False
+    hatched: frozenset[str] = frozenset()
 
 
-def bar_chart(name: str, title: str, panels: Sequence[Panel]) -> str:
-    """Draw `results/<name>.png` (grouped bars, one panel each); returns a note for the report."""
+def bar_chart(name: str, title: str, panels: Sequence[Panel], *, legend_below: bool = False) -> str:
+    """Draw `results/<name>.png` (grouped bars, one panel each); returns a note for the report.
+
+    The legend goes in the first panel, or with `legend_below` under all of them (for many
+    series, whose legend would hide bars).
+    """
     try:
         import matplotlib
 
@@ -394,7 +400,8 @@ def bar_chart(name: str, title: str, panels: Sequence[Panel]) -> str:
         for position, (label, values) in enumerate(panel.series.items()):
             xs = [i + (position - (count - 1) / 2) * width for i in range(len(panel.categories))]
             heights = [0.0 if math.isnan(v) else v for v in values]
-            axis.bar(xs, heights, width, label=label)
+            hatch = "//" if label in panel.hatched else None
+            axis.bar(xs, heights, width, label=label, hatch=hatch)
         axis.set_xticks(range(len(panel.categories)), panel.categories)
         axis.set_title(panel.title)
         axis.set_ylabel(panel.ylabel)
@@ -403,9 +410,14 @@ def bar_chart(name: str, title: str, panels: Sequence[Panel]) -> str:
         axis.grid(axis="y", alpha=0.3)
     for index in range(len(panels), rows * columns):
         axes[index // columns][index % columns].axis("off")
-    axes[0][0].legend(fontsize="small")
     figure.suptitle(title)
-    figure.tight_layout()
+    if legend_below:
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="lower center", ncols=4, fontsize="small")
+        figure.tight_layout(rect=(0, 0.07, 1, 1))
+    else:
+        axes[0][0].legend(fontsize="small")
+        figure.tight_layout()
     path = RESULTS / f"{name}.png"
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -1,32 +1,41 @@
-"""WebSocket echo: pipelined throughput and round-trip latency, gluegun_actors against peers.
+"""WebSocket echo, one call per message first: throughput, CPU and round trip against peers.
 
 Every client talks to the same echo server (picows on uvloop when it installs, else the
 `websockets` asyncio server), which runs in its own process. For each message size a
 client does, on one connection:
 
-- throughput: keeps a window of messages in flight (100, capped at `--window-bytes`
-  bytes, so 16 for 64 KiB) for `--seconds`, then drains it; messages per second;
+- throughput, once per window of `--windows` (100 and 1,000 messages in flight, each
+  capped at `--window-bytes` bytes, so 16 for 64 KiB: a capped window that equals the
+  previous one is measured once and reported under both): for `--seconds` it keeps the
+  window full, then drains it. Messages per second, and the CPU time the client process
+  spent per message (all its threads, from `time.process_time`);
 - latency: `--rtt-count` single round trips (send one, wait for its echo), after a
-  short warm-up; median and p99, and the CPU time the client process spent per round
-  trip (all its threads, from `time.process_time`): a round trip is a chain of steps,
-  so on a loaded machine its latency follows that CPU time closely.
+  short warm-up; median and p99, and the client process's CPU time per round trip: a
+  round trip is a chain of steps, so on a loaded machine its latency follows that time.
 
 Rounds rotate the order of the clients; each figure is the median over rounds (for
 latency: the median over rounds of each round's median and p99).
 
-Clients, each used as its documentation shows:
+Clients, each written as a user writes it. One call per message, the rows that lead:
 
-- `gluegun_actors`: throughput reads the owner's mailbox directly and tops the window up
-  with one `websocket.send` of a list per batch of replies; latency is `websocket.send`
-  plus one mailbox receive;
-- `gluegun_actors/api`: `websocket.send` and `websocket.receive` (selective receive)
-  one message at a time, for both measures;
-- `raw wsproto`: a blocking socket and a wsproto loop in the calling thread, batching
-  replies per `recv()`: the floor of what a Python client on wsproto costs;
-- `websocket-client`, `websockets.sync`, `websockets asyncio`, `aiohttp`: one send
-  and one receive call per message (asyncio clients on the default event loop).
+- `gluegun_actors socket`: the Socket API, `websocket.connect`, then `send_binary` and
+  `receive_app_frame` once per message;
+- `gluegun_actors send+receive`: Gun's owner loop, `websocket.send(conn, stream, frame)`
+  and one `mailbox.current().receive(...)` of the stream's `GunWs` per message;
+- `websocket-client`, `websockets.sync`, `websockets asyncio`, `aiohttp`: one send and
+  one receive call per message (asyncio clients on the default event loop).
 
-Run: `python benchmarks/bench_echo.py [--quick] [--clients a,b] [--sizes 16,1024]`.
+Batched, reported below them and kept out of the targets (their round trips are one
+message at a time, as above):
+
+- `gluegun_actors batched`: one `websocket.send` of a list per batch of replies, the
+  mailbox drained in batches;
+- `raw wsproto batched`: a blocking socket and a wsproto loop in the calling thread,
+  one `sendall` per batch and the replies of one `recv()` taken together: the floor of
+  what a Python client on wsproto costs.
+
+Run: `python benchmarks/bench_echo.py [--quick] [--clients a,b] [--sizes 16,1024]
+[--windows 100,1000]`.
 """
 
 from __future__ import annotations
@@ -39,23 +48,33 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final, TypeVar
 
 import _common
 from _common import HOST, Panel, Report, ServerProcess, Target, median, now, percentile
 
 _common.ensure_importable()
 
+T = TypeVar("T")
+
 SIZES: Final = (16, 1024, 64 * 1024)
+WINDOWS: Final = (100, 1000)
 MAX_MESSAGE: Final = 4 << 20
 IO_TIMEOUT: Final = 5.0
 """Seconds any single receive may wait before the benchmark gives up on a client."""
 WARMUP: Final = 50
-"""Round trips before each measurement."""
+"""Round trips before each size's measurements."""
 MAX_MESSAGES: Final = 10_000_000
 """Upper bound on messages of one throughput run, besides its duration."""
+
+OURS: Final = ("gluegun_actors socket", "gluegun_actors send+receive")
+"""Our one-call-per-message clients: the ones the targets judge."""
+THROUGHPUT_PEERS: Final = ("websockets.sync", "websocket-client")
+LATENCY_PEER: Final = "websocket-client"
+MOONSHOT: Final = "aiohttp"
+"""Reported beside ours as a ratio, without a target."""
 
 
 class EchoMismatch(RuntimeError):
@@ -65,18 +84,39 @@ class EchoMismatch(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class Plan:
     sizes: tuple[int, ...]
+    windows: tuple[int, ...]
     seconds: float
-    window: int
     window_bytes: int
     rtt_count: int
 
-    def window_for(self, size: int) -> int:
-        return max(1, min(self.window, self.window_bytes // size))
+    def window_for(self, size: int, window: int) -> int:
+        """`window` messages of `size` bytes, capped at `window_bytes` (at least one)."""
+        return max(1, min(window, self.window_bytes // size))
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """One throughput run: messages echoed, its wall time, the client process's CPU time."""
+
+    messages: int
+    seconds: float
+    cpu: float
+
+    @property
+    def per_second(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else math.nan
+
+    @property
+    def cpu_per_message(self) -> float:
+        return self.cpu / self.messages if self.messages else math.nan
+
+
+@dataclass(frozen=True, slots=True)
 class Measured:
-    rate: float
+    """One client, one size, one round."""
+
+    rates: dict[int, Rate]
+    """By window asked for (`Plan.windows`)."""
     rtts: list[float]
     cpu: float
     """Client process CPU seconds per round trip."""
@@ -84,10 +124,21 @@ class Measured:
 
 Latency = tuple[list[float], float]
 """Round-trip times, and the client process's CPU seconds per round trip."""
-
-
+Throughput = Callable[[bytes, int, float], int]
+"""Echo a payload with `window` messages in flight for `seconds`, then drain; the count."""
+LatencyRun = Callable[[bytes, int], Latency]
+"""`count` single round trips of a payload."""
 Result = dict[int, Measured]
-Client = Callable[[int, Plan], Result]
+Runner = Callable[[int, Plan], Result]
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    module: str
+    """What must import for the client to run."""
+    run: Runner
+    batched: bool = False
+    """Sends or receives more than one message per call in its throughput run."""
 
 
 def _check(size: int, received: int) -> None:
@@ -95,36 +146,50 @@ def _check(size: int, received: int) -> None:
         raise EchoMismatch(f"sent {size} bytes, the echo had {received}")
 
 
-# -- generic loops over send / receive calls ------------------------------------------------
-
-
-def sync_run(send: Callable[[bytes], object], recv: Callable[[], Any], plan: Plan) -> Result:
+def run_sizes(throughput: Throughput, latency: LatencyRun, plan: Plan) -> Result:
+    """Every size of `plan`: a warm-up, throughput at each window, then the round trips."""
     results = {}
     for size in plan.sizes:
         payload = b"x" * size
-        sync_latency(send, recv, payload, WARMUP)
-        rate = sync_throughput(send, recv, payload, plan)
-        results[size] = Measured(rate, *sync_latency(send, recv, payload, plan.rtt_count))
+        latency(payload, WARMUP)
+        rates: dict[int, Rate] = {}
+        for window in plan.windows:
+            effective = plan.window_for(size, window)
+            same = [rates[w] for w in rates if plan.window_for(size, w) == effective]
+            rates[window] = same[0] if same else timed(throughput, payload, effective, plan)
+        results[size] = Measured(rates, *latency(payload, plan.rtt_count))
     return results
 
 
-def sync_throughput(
-    send: Callable[[bytes], object], recv: Callable[[], Any], payload: bytes, plan: Plan
-) -> float:
-    size = len(payload)
-    start = now()
-    deadline = start + plan.seconds
-    window = plan.window_for(size)
-    for _ in range(window):
-        send(payload)
-    sent, received = window, 0
-    while received < sent:
-        _check(size, len(recv()))
-        received += 1
-        if sent < MAX_MESSAGES and now() < deadline:
+def timed(throughput: Throughput, payload: bytes, window: int, plan: Plan) -> Rate:
+    cpu, start = time.process_time(), now()
+    messages = throughput(payload, window, plan.seconds)
+    return Rate(messages, now() - start, time.process_time() - cpu)
+
+
+# -- generic loops over send / receive calls, one call per message --------------------------
+
+
+def sync_calls(
+    send: Callable[[bytes], object], recv: Callable[[], Any]
+) -> tuple[Throughput, LatencyRun]:
+    """The throughput and latency runs of a client with a blocking send and receive."""
+
+    def throughput(payload: bytes, window: int, seconds: float) -> int:
+        size = len(payload)
+        deadline = now() + seconds
+        for _ in range(window):
             send(payload)
-            sent += 1
-    return received / (now() - start)
+        sent, received = window, 0
+        while received < sent:
+            _check(size, len(recv()))
+            received += 1
+            if sent < MAX_MESSAGES and now() < deadline:
+                send(payload)
+                sent += 1
+        return received
+
+    return throughput, lambda payload, count: sync_latency(send, recv, payload, count)
 
 
 def sync_latency(
@@ -140,57 +205,65 @@ def sync_latency(
     return rtts, (time.process_time() - cpu) / count
 
 
-async def async_run(
-    send: Callable[[bytes], Awaitable[object]], recv: Callable[[], Awaitable[Any]], plan: Plan
-) -> Result:
-    results = {}
-    for size in plan.sizes:
-        payload = b"x" * size
-        await async_latency(send, recv, payload, WARMUP)
-        rate = await async_throughput(send, recv, payload, plan)
-        results[size] = Measured(rate, *await async_latency(send, recv, payload, plan.rtt_count))
-    return results
-
-
-async def async_throughput(
+def async_calls(
+    runner: asyncio.Runner,
     send: Callable[[bytes], Awaitable[object]],
     recv: Callable[[], Awaitable[Any]],
-    payload: bytes,
-    plan: Plan,
-) -> float:
-    size = len(payload)
-    start = now()
-    deadline = start + plan.seconds
-    window = plan.window_for(size)
-    for _ in range(window):
-        await send(payload)
-    sent, received = window, 0
-    while received < sent:
-        _check(size, len(await recv()))
-        received += 1
-        if sent < MAX_MESSAGES and now() < deadline:
+) -> tuple[Throughput, LatencyRun]:
+    """`sync_calls` for a client on `runner`'s event loop (each run is one `runner.run`)."""
+
+    async def throughput(payload: bytes, window: int, seconds: float) -> int:
+        size = len(payload)
+        deadline = now() + seconds
+        for _ in range(window):
             await send(payload)
-            sent += 1
-    return received / (now() - start)
+        sent, received = window, 0
+        while received < sent:
+            _check(size, len(await recv()))
+            received += 1
+            if sent < MAX_MESSAGES and now() < deadline:
+                await send(payload)
+                sent += 1
+        return received
 
+    async def latency(payload: bytes, count: int) -> Latency:
+        rtts = []
+        cpu = time.process_time()
+        for _ in range(count):
+            start = now()
+            await send(payload)
+            _check(len(payload), len(await recv()))
+            rtts.append(now() - start)
+        return rtts, (time.process_time() - cpu) / count
 
-async def async_latency(
-    send: Callable[[bytes], Awaitable[object]],
-    recv: Callable[[], Awaitable[Any]],
-    payload: bytes,
-    count: int,
-) -> Latency:
-    rtts = []
-    cpu = time.process_time()
-    for _ in range(count):
-        start = now()
-        await send(payload)
-        _check(len(payload), len(await recv()))
-        rtts.append(now() - start)
-    return rtts, (time.process_time() - cpu) / count
+    return (
+        lambda payload, window, seconds: runner.run(throughput(payload, window, seconds)),
+        lambda payload, count: runner.run(latency(payload, count)),
+    )
 
 
 # -- gluegun_actors -------------------------------------------------------------------------
+
+
+def run_gluegun_socket(port: int, plan: Plan) -> Result:
+    """The Socket API: `send_binary` and `receive_app_frame`, one call each per message."""
+    from gluegun_actors import websocket
+    from gluegun_actors.message import Binary
+
+    timeout = int(IO_TIMEOUT * 1000)
+    options = websocket.options(max_message_size=MAX_MESSAGE)
+    with websocket.connect(f"ws://{HOST}:{port}/", options=options) as ws:
+
+        def send(payload: bytes) -> None:
+            websocket.send_binary(ws, payload)
+
+        def recv() -> bytes:
+            frame = websocket.receive_app_frame(ws, timeout)
+            if not isinstance(frame, Binary):
+                raise EchoMismatch(f"expected Binary, got {frame!r}")
+            return frame.data
+
+        return run_sizes(*sync_calls(send, recv), plan)
 
 
 def _gluegun_open(port: int) -> tuple[Any, Any]:
@@ -211,8 +284,40 @@ def _gluegun_close(conn: Any) -> None:
     connection.flush(conn)
 
 
-def run_gluegun(port: int, plan: Plan) -> Result:
-    """Mailbox reads, and one `websocket.send` of a list per batch of replies."""
+def _owner_calls(conn: Any, stream: Any) -> tuple[Callable[[bytes], None], Callable[[], bytes]]:
+    """Gun's owner loop: `websocket.send` of one frame, one receive on the owner's mailbox."""
+    from gluegun_actors import mailbox, websocket
+    from gluegun_actors.events import GunWs
+    from gluegun_actors.message import Binary
+
+    inbox = mailbox.current()
+    timeout = int(IO_TIMEOUT * 1000)
+
+    def send(payload: bytes) -> None:
+        websocket.send(conn, stream, Binary(payload))
+
+    def recv() -> bytes:
+        match inbox.receive(timeout=timeout):
+            case GunWs(_, echoed, Binary(data)) if echoed == stream:
+                return data
+            case other:
+                raise EchoMismatch(f"expected a GunWs Binary of {stream!r}, got {other!r}")
+
+    return send, recv
+
+
+def run_gluegun_owner(port: int, plan: Plan) -> Result:
+    """`websocket.send` and a mailbox receive, one call each per message."""
+    conn, stream = _gluegun_open(port)
+    try:
+        return run_sizes(*sync_calls(*_owner_calls(conn, stream)), plan)
+    finally:
+        _gluegun_close(conn)
+
+
+def run_gluegun_batched(port: int, plan: Plan) -> Result:
+    """Throughput: one `websocket.send` of a list per batch of replies, the mailbox drained
+    in batches. Latency: one send and one mailbox receive per message, as the owner loop."""
     from gluegun_actors import mailbox, websocket
     from gluegun_actors.events import GunWs
     from gluegun_actors.message import Binary
@@ -226,22 +331,10 @@ def run_gluegun(port: int, plan: Plan) -> Result:
             raise EchoMismatch(f"expected GunWs, got {message!r}")
         _check(size, len(message.frame.data))  # type: ignore[union-attr]
 
-    def latency(frame: Binary, count: int) -> Latency:
-        size = len(frame.data)
-        rtts = []
-        cpu = time.process_time()
-        for _ in range(count):
-            start = now()
-            websocket.send(conn, stream, frame)
-            take(size, box.receive(None, timeout))
-            rtts.append(now() - start)
-        return rtts, (time.process_time() - cpu) / count
-
-    def throughput(frame: Binary) -> float:
-        size = len(frame.data)
-        start = now()
-        deadline = start + plan.seconds
-        window = plan.window_for(size)
+    def throughput(payload: bytes, window: int, seconds: float) -> int:
+        frame = Binary(payload)
+        size = len(payload)
+        deadline = now() + seconds
         websocket.send(conn, stream, [frame] * window)
         sent, received = window, 0
         while received < sent:
@@ -254,39 +347,11 @@ def run_gluegun(port: int, plan: Plan) -> Result:
             if more > 0 and now() < deadline:
                 websocket.send(conn, stream, [frame] * more)
                 sent += more
-        return received / (now() - start)
+        return received
 
+    send, recv = _owner_calls(conn, stream)
     try:
-        results = {}
-        for size in plan.sizes:
-            frame = Binary(b"x" * size)
-            latency(frame, WARMUP)
-            rate = throughput(frame)
-            results[size] = Measured(rate, *latency(frame, plan.rtt_count))
-        return results
-    finally:
-        _gluegun_close(conn)
-
-
-def run_gluegun_api(port: int, plan: Plan) -> Result:
-    """`websocket.send` and `websocket.receive`, one message at a time."""
-    from gluegun_actors import websocket
-    from gluegun_actors.message import Binary
-
-    timeout = int(IO_TIMEOUT * 1000)
-    conn, stream = _gluegun_open(port)
-
-    def send(payload: bytes) -> None:
-        websocket.send(conn, stream, Binary(payload))
-
-    def recv() -> bytes:
-        frame = websocket.receive(conn, stream, timeout)
-        if not isinstance(frame, Binary):
-            raise EchoMismatch(f"expected Binary, got {frame!r}")
-        return frame.data
-
-    try:
-        return sync_run(send, recv, plan)
+        return run_sizes(throughput, lambda p, n: sync_latency(send, recv, p, n), plan)
     finally:
         _gluegun_close(conn)
 
@@ -352,11 +417,9 @@ class RawWsproto:
         self.done = []
         return len(done)
 
-    def throughput(self, payload: bytes, plan: Plan) -> float:
+    def throughput(self, payload: bytes, window: int, seconds: float) -> int:
         size = len(payload)
-        start = now()
-        deadline = start + plan.seconds
-        window = plan.window_for(size)
+        deadline = now() + seconds
         self.sock.sendall(self.encode(payload, window))
         sent, received = window, 0
         while received < sent:
@@ -367,7 +430,7 @@ class RawWsproto:
             if more > 0 and now() < deadline:
                 self.sock.sendall(self.encode(payload, more))
                 sent += more
-        return received / (now() - start)
+        return received
 
     def latency(self, payload: bytes, count: int) -> Latency:
         rtts = []
@@ -392,18 +455,17 @@ class RawWsproto:
 def run_raw(port: int, plan: Plan) -> Result:
     client = RawWsproto(port)
     try:
-        results = {}
-        for size in plan.sizes:
-            payload = b"x" * size
-            client.latency(payload, WARMUP)
-            rate = client.throughput(payload, plan)
-            results[size] = Measured(rate, *client.latency(payload, plan.rtt_count))
-        return results
+        return run_sizes(client.throughput, client.latency, plan)
     finally:
         client.close()
 
 
 # -- third-party clients ----------------------------------------------------------------------
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    """`awaitable` as a coroutine, for `asyncio.Runner.run` (which takes coroutines only)."""
+    return await awaitable
 
 
 def run_websocket_client(port: int, plan: Plan) -> Result:
@@ -413,7 +475,7 @@ def run_websocket_client(port: int, plan: Plan) -> Result:
         f"ws://{HOST}:{port}/", timeout=IO_TIMEOUT, enable_multithread=False
     )
     try:
-        return sync_run(ws.send_binary, ws.recv, plan)
+        return run_sizes(*sync_calls(ws.send_binary, ws.recv), plan)
     finally:
         ws.close()
 
@@ -422,31 +484,36 @@ def run_websockets_sync(port: int, plan: Plan) -> Result:
     from websockets.sync.client import connect
 
     with connect(f"ws://{HOST}:{port}/", compression=None, max_size=MAX_MESSAGE) as ws:
-        return sync_run(ws.send, lambda: ws.recv(IO_TIMEOUT), plan)
+        return run_sizes(*sync_calls(ws.send, lambda: ws.recv(IO_TIMEOUT)), plan)
 
 
 def run_websockets_asyncio(port: int, plan: Plan) -> Result:
     from websockets.asyncio.client import connect
 
-    async def main() -> Result:
-        async with connect(f"ws://{HOST}:{port}/", compression=None, max_size=MAX_MESSAGE) as ws:
+    with asyncio.Runner() as runner:
+        url = f"ws://{HOST}:{port}/"
+        ws = runner.run(_awaited(connect(url, compression=None, max_size=MAX_MESSAGE)))
+        try:
 
             async def recv() -> Any:
                 return await asyncio.wait_for(ws.recv(), IO_TIMEOUT)
 
-            return await async_run(ws.send, recv, plan)
-
-    return asyncio.run(main())
+            return run_sizes(*async_calls(runner, ws.send, recv), plan)
+        finally:
+            runner.run(ws.close())
 
 
 def run_aiohttp(port: int, plan: Plan) -> Result:
     import aiohttp
 
-    async def main() -> Result:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.ws_connect(f"ws://{HOST}:{port}/", max_msg_size=MAX_MESSAGE) as ws,
-        ):
+    async def open_session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession()  # made on the running loop, as aiohttp asks
+
+    with asyncio.Runner() as runner:
+        session = runner.run(open_session())
+        try:
+            url = f"ws://{HOST}:{port}/"
+            ws = runner.run(_awaited(session.ws_connect(url, max_msg_size=MAX_MESSAGE)))
 
             async def recv() -> bytes:
                 message = await ws.receive(IO_TIMEOUT)
@@ -455,19 +522,23 @@ def run_aiohttp(port: int, plan: Plan) -> Result:
                 data: bytes = message.data
                 return data
 
-            return await async_run(ws.send_bytes, recv, plan)
+            try:
+                return run_sizes(*async_calls(runner, ws.send_bytes, recv), plan)
+            finally:
+                runner.run(ws.close())
+        finally:
+            runner.run(session.close())
 
-    return asyncio.run(main())
 
-
-CLIENTS: Final[dict[str, tuple[str, Client]]] = {
-    "gluegun_actors": ("gluegun_actors", run_gluegun),
-    "gluegun_actors/api": ("gluegun_actors", run_gluegun_api),
-    "raw wsproto": ("wsproto", run_raw),
-    "websocket-client": ("websocket", run_websocket_client),
-    "websockets.sync": ("websockets", run_websockets_sync),
-    "websockets asyncio": ("websockets", run_websockets_asyncio),
-    "aiohttp": ("aiohttp", run_aiohttp),
+CLIENTS: Final[dict[str, Client]] = {
+    "gluegun_actors socket": Client("gluegun_actors", run_gluegun_socket),
+    "gluegun_actors send+receive": Client("gluegun_actors", run_gluegun_owner),
+    "gluegun_actors batched": Client("gluegun_actors", run_gluegun_batched, batched=True),
+    "raw wsproto batched": Client("wsproto", run_raw, batched=True),
+    "websocket-client": Client("websocket", run_websocket_client),
+    "websockets.sync": Client("websockets", run_websockets_sync),
+    "websockets asyncio": Client("websockets", run_websockets_asyncio),
+    "aiohttp": Client("aiohttp", run_aiohttp),
 }
 
 
@@ -475,7 +546,7 @@ def available(names: list[str]) -> tuple[list[str], list[str]]:
     """The clients whose package imports, and notes for those skipped."""
     found, notes = [], []
     for name in names:
-        module = CLIENTS[name][0]
+        module = CLIENTS[name].module
         try:
             __import__(module)
         except ImportError:
@@ -483,6 +554,11 @@ def available(names: list[str]) -> tuple[list[str], list[str]]:
         else:
             found.append(name)
     return found, notes
+
+
+def in_table_order(names: Sequence[str]) -> list[str]:
+    """One call per message first, then the batched rows, each group in `CLIENTS` order."""
+    return sorted(names, key=lambda name: CLIENTS[name].batched)
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -498,7 +574,7 @@ def measure(
             gc.collect()
             started = now()
             try:
-                result = CLIENTS[name][1](port, plan)
+                result = CLIENTS[name].run(port, plan)
             except Exception as error:
                 errors.append(f"{name}, round {round_index + 1}: {error!r}")
                 traceback.print_exc()
@@ -507,90 +583,340 @@ def measure(
                 runs[name].setdefault(size, []).append(measured)
             print(
                 f"  round {round_index + 1}/{rounds} {name}: "
-                + ", ".join(
-                    f"{_common.fmt_size(s)} {m.rate:,.0f}/s {median(m.rtts) * 1e6:,.0f} us"
-                    f" (cpu {m.cpu * 1e6:,.0f} us)"
-                    for s, m in result.items()
-                )
+                + "; ".join(_progress(size, measured) for size, measured in result.items())
                 + f" ({now() - started:.1f} s)",
                 flush=True,
             )
     return runs, errors
 
 
-@dataclass
+def _progress(size: int, measured: Measured) -> str:
+    rates = " ".join(f"w{w} {r.per_second:,.0f}/s" for w, r in measured.rates.items())
+    return f"{_common.fmt_size(size)} {rates} rtt {median(measured.rtts) * 1e6:,.0f} µs"
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
-    rate: float
-    rtt_median: float
-    rtt_p99: float
-    cpu: float
+    """Medians over rounds for one client and size."""
+
+    rates: dict[int, float] = field(default_factory=dict)
+    """Messages per second, by window."""
+    cpu_per_message: dict[int, float] = field(default_factory=dict)
+    """Client process CPU seconds per message of the throughput run, by window."""
+    rtt_median: float = math.nan
+    rtt_p99: float = math.nan
+    cpu_per_rtt: float = math.nan
+
+    def rate(self, window: int) -> float:
+        return self.rates.get(window, math.nan)
 
 
-def summarize(runs: list[Measured]) -> Summary:
+def summarize(runs: list[Measured], windows: tuple[int, ...]) -> Summary:
     if not runs:
-        return Summary(math.nan, math.nan, math.nan, math.nan)
+        return Summary()
     return Summary(
-        median([run.rate for run in runs]),
+        {w: median([run.rates[w].per_second for run in runs]) for w in windows},
+        {w: median([run.rates[w].cpu_per_message for run in runs]) for w in windows},
         median([median(run.rtts) for run in runs]),
         median([percentile(run.rtts, 0.99) for run in runs]),
         median([run.cpu for run in runs]),
     )
 
 
+Table = dict[str, dict[int, Summary]]
+
+
+def rate_at(window: int) -> Callable[[Summary], float]:
+    """A summary's messages per second at `window`."""
+    return lambda summary: summary.rate(window)
+
+
+def _throughput_cell(summary: Summary, window: int) -> str:
+    rate = summary.rate(window)
+    if math.isnan(rate):
+        return "—"
+    return f"{_common.fmt_rate(rate)} ({_common.fmt_us(summary.cpu_per_message[window])} µs)"
+
+
 def _rtt_cell(summary: Summary) -> str:
-    return f"{_common.fmt_us(summary.rtt_median)} / {_common.fmt_us(summary.rtt_p99)}"
+    if math.isnan(summary.rtt_median):
+        return "—"
+    return (
+        f"{_common.fmt_us(summary.rtt_median)} / {_common.fmt_us(summary.rtt_p99)} "
+        f"({_common.fmt_us(summary.cpu_per_rtt)} µs)"
+    )
 
 
-def judge(table: dict[str, dict[int, Summary]], sizes: tuple[int, ...]) -> list[Target]:
-    def compare(
-        text: str, peer: str, factor: float, field_name: str, lower_is_better: bool
-    ) -> Target:
-        ours, theirs = table.get("gluegun_actors"), table.get(peer)
-        if ours is None or theirs is None:
-            return Target(text, None, f"{peer if theirs is None else 'gluegun_actors'} not run")
-        verdicts, details = [], []
+# -- targets ----------------------------------------------------------------------------------
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.0f} µs"
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Ours against a peer on one measure, at every size: the verdict per size (None = not
+    measured) and one detail each."""
+
+    verdicts: dict[int, bool | None]
+    details: list[str]
+
+    def passed(self) -> bool | None:
+        if any(verdict is None for verdict in self.verdicts.values()):
+            return False
+        return all(self.verdicts.values())
+
+
+def compare(
+    table: Table,
+    sizes: tuple[int, ...],
+    ours: str,
+    peer: str,
+    value: Callable[[Summary], float],
+    lower_is_better: bool,
+) -> Comparison | None:
+    """None when either client was not run."""
+    if ours not in table or peer not in table:
+        return None
+    unit = _us if lower_is_better else _common.fmt_rate
+    verdicts: dict[int, bool | None] = {}
+    details = []
+    for size in sizes:
+        mine, other = value(table[ours][size]), value(table[peer][size])
+        if math.isnan(mine) or math.isnan(other):
+            verdicts[size] = None
+            details.append(f"{_common.fmt_size(size)}: not measured")
+            continue
+        ok = mine <= other if lower_is_better else mine >= other
+        verdicts[size] = ok
+        details.append(
+            f"{_common.fmt_size(size)} {unit(mine)} vs {unit(other)} "
+            f"({mine / other:.2f}x) {'ok' if ok else 'short'}"
+        )
+    return Comparison(verdicts, details)
+
+
+def _not_run(table: Table, *names: str) -> str:
+    return "not run: " + ", ".join(name for name in names if name not in table)
+
+
+def _target(table: Table, text: str, comparison: Comparison | None, *names: str) -> Target:
+    if comparison is None:
+        return Target(text, None, _not_run(table, *names))
+    return Target(text, comparison.passed(), "; ".join(comparison.details))
+
+
+def judge(table: Table, sizes: tuple[int, ...], windows: tuple[int, ...]) -> list[Target]:
+    """The per-call targets for each of `OURS`, the ranking across windows, and the ratios
+    to the moonshot and of the batched rows (informational)."""
+
+    def rtt(summary: Summary) -> float:
+        return summary.rtt_median
+
+    targets = []
+    for ours in OURS:
+        for window in windows:
+            for peer in THROUGHPUT_PEERS:
+                comparison = compare(table, sizes, ours, peer, rate_at(window), False)
+                text = f"{ours}: throughput >= {peer}, window {window}"
+                targets.append(_target(table, text, comparison, ours, peer))
+        comparison = compare(table, sizes, ours, LATENCY_PEER, rtt, True)
+        text = f"{ours}: round-trip median <= {LATENCY_PEER}"
+        targets.append(_target(table, text, comparison, ours, LATENCY_PEER))
+    targets.append(ranking(table, sizes, windows))
+    for ours in OURS:
+        targets.append(ratios(table, sizes, windows, ours, MOONSHOT, "(the moonshot)"))
+    targets.append(
+        ratios(
+            table,
+            sizes,
+            windows,
+            "gluegun_actors batched",
+            "raw wsproto batched",
+            "(both batched)",
+            rtt=False,
+        )
+    )
+    return targets
+
+
+def ranking(table: Table, sizes: tuple[int, ...], windows: tuple[int, ...]) -> Target:
+    """Ours against each throughput peer: the same verdict at every window, at every size."""
+    text = (
+        f"the ranking holds at every window: {' and '.join(OURS)} against "
+        f"{' and '.join(THROUGHPUT_PEERS)}, ahead or behind the same way"
+    )
+    if len(windows) < 2:
+        return Target(text, None, f"one window run ({windows[0]})")
+    differing, missing = [], []
+    for ours in OURS:
+        for peer in THROUGHPUT_PEERS:
+            by_window = {
+                window: compare(table, sizes, ours, peer, rate_at(window), False)
+                for window in windows
+            }
+            for size in sizes:
+                verdicts = [c.verdicts[size] if c else None for c in by_window.values()]
+                if None in verdicts:
+                    missing.append(f"{ours} vs {peer} {_common.fmt_size(size)}")
+                elif len(set(verdicts)) > 1:
+                    answers = ", ".join(
+                        f"{'ahead' if v else 'behind'} at {w}"
+                        for w, v in zip(windows, verdicts, strict=True)
+                    )
+                    differing.append(f"{ours} vs {peer} {_common.fmt_size(size)}: {answers}")
+    if missing:
+        return Target(text, None, "not measured: " + "; ".join(missing))
+    if differing:
+        return Target(text, False, "; ".join(differing))
+    shown = " and ".join(str(w) for w in windows)
+    return Target(text, True, f"the same verdicts at windows {shown}, at every size")
+
+
+def ratios(
+    table: Table,
+    sizes: tuple[int, ...],
+    windows: tuple[int, ...],
+    ours: str,
+    peer: str,
+    note: str,
+    *,
+    rtt: bool = True,
+) -> Target:
+    """Ours over `peer` at each size: throughput at each window (and the round-trip median)."""
+    text = f"{ours} vs {peer} {note}"
+    if ours not in table or peer not in table:
+        return Target(text, None, _not_run(table, ours, peer), informational=True)
+
+    def line(label: str, value: Callable[[Summary], float]) -> str:
+        cells = []
         for size in sizes:
-            mine = getattr(ours[size], field_name)
-            other = getattr(theirs[size], field_name)
-            if math.isnan(mine) or math.isnan(other):
-                details.append(f"{_common.fmt_size(size)}: not measured")
-                verdicts.append(False)
-                continue
-            ok = mine <= factor * other if lower_is_better else mine >= factor * other
-            verdicts.append(ok)
-            unit = (lambda v: f"{v * 1e6:,.0f} us") if lower_is_better else _common.fmt_rate
-            details.append(
-                f"{_common.fmt_size(size)} {unit(mine)} vs {unit(other)} "
-                f"({mine / other:.2f}x) {'ok' if ok else 'short'}"
-            )
-        return Target(text, all(verdicts), "; ".join(details))
+            mine, other = value(table[ours][size]), value(table[peer][size])
+            ratio = "—" if math.isnan(mine) or math.isnan(other) else f"{mine / other:.2f}x"
+            cells.append(f"{_common.fmt_size(size)} {ratio}")
+        return f"{label} " + ", ".join(cells)
 
-    return [
-        compare("throughput >= 1.5x raw socket + wsproto", "raw wsproto", 1.5, "rate", False),
-        compare("throughput >= websockets.sync", "websockets.sync", 1.0, "rate", False),
-        compare(
-            "round-trip median <= websocket-client", "websocket-client", 1.0, "rtt_median", True
-        ),
+    parts = [line(f"throughput, window {w}:", rate_at(w)) for w in windows]
+    if rtt:
+        parts.append(line("round-trip median (lower is better):", lambda s: s.rtt_median))
+    return Target(text, None, "; ".join(parts), informational=True)
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def chart(
+    table: Table, clients: list[str], sizes: tuple[int, ...], windows: tuple[int, ...], title: str
+) -> str:
+    sized = [_common.fmt_size(s) for s in sizes]
+    batched = frozenset(name for name in clients if CLIENTS[name].batched)
+
+    def panel(name: str, unit: str, value: Callable[[Summary], float], log: bool = False) -> Panel:
+        series = {n: [value(table[n][s]) for s in sizes] for n in clients}
+        return Panel(name, unit, sized, series, log=log, hatched=batched)
+
+    panels = [
+        panel(f"Throughput, window {w} (hatched: batched)", "messages/s", rate_at(w))
+        for w in windows
     ]
+    panels.append(panel("Round trip, median", "µs (log)", lambda s: s.rtt_median * 1e6, True))
+    last = windows[-1]
+    panels.append(
+        panel(
+            f"Client CPU per message, window {last}",
+            "µs",
+            lambda s: s.cpu_per_message.get(last, math.nan) * 1e6,
+        )
+    )
+    return _common.bar_chart("echo", title, panels, legend_below=True)
+
+
+def result_data(
+    runs: dict[str, dict[int, list[Measured]]],
+    table: Table,
+    clients: list[str],
+    plan: Plan,
+    targets: list[Target],
+) -> dict[str, Any]:
+    """The machine-readable form of the report: every round's figures and the medians."""
+
+    def size_data(name: str, size: int) -> dict[str, Any]:
+        measured = runs[name].get(size, [])
+        summary = table[name][size]
+        return {
+            "throughput": {
+                str(window): {
+                    "window": plan.window_for(size, window),
+                    "messages_per_s": summary.rate(window),
+                    "cpu_per_message_s": summary.cpu_per_message.get(window, math.nan),
+                    "rounds": [asdict(m.rates[window]) for m in measured],
+                }
+                for window in plan.windows
+            },
+            "round_trip": {
+                "median_s": summary.rtt_median,
+                "p99_s": summary.rtt_p99,
+                "cpu_per_rtt_s": summary.cpu_per_rtt,
+                "round_medians_s": [median(m.rtts) for m in measured],
+                "round_p99s_s": [percentile(m.rtts, 0.99) for m in measured],
+                "round_cpu_per_rtt_s": [m.cpu for m in measured],
+            },
+        }
+
+    return {
+        "sizes": list(plan.sizes),
+        "windows": list(plan.windows),
+        "window_bytes": plan.window_bytes,
+        "seconds": plan.seconds,
+        "rtt_count": plan.rtt_count,
+        "clients": {
+            name: {
+                "batched": CLIENTS[name].batched,
+                "judged": name in OURS,
+                "sizes": {str(size): size_data(name, size) for size in plan.sizes},
+            }
+            for name in clients
+        },
+        "targets": [
+            {
+                "text": target.text,
+                "verdict": "INFO"
+                if target.informational
+                else {True: "PASS", False: "FAIL", None: "SKIP"}[target.passed],
+                "detail": target.detail,
+            }
+            for target in targets
+        ],
+    }
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(","))
 
 
 def main() -> None:
     args = _common.parser(__doc__.split("\n", 1)[0])
     args.add_argument("--seconds", type=float, help="duration of each throughput run")
     args.add_argument("--rtt-count", type=int, help="round trips per latency run")
-    args.add_argument("--window", type=int, default=100, help="messages in flight")
+    args.add_argument(
+        "--windows",
+        type=_ints,
+        default=WINDOWS,
+        help="comma-separated messages in flight, one throughput table each (default 100,1000)",
+    )
     args.add_argument("--window-bytes", type=int, default=1 << 20, help="bytes in flight, max")
-    args.add_argument("--sizes", help="comma-separated message sizes in bytes")
+    args.add_argument("--sizes", type=_ints, default=SIZES, help="comma-separated sizes (bytes)")
     args.add_argument("--clients", help="comma-separated client names (default: all)")
     args.add_argument("--server", default="auto", help="echo server: picows or websockets")
     options = args.parse_args()
     quick = options.quick
-    rounds = options.rounds or (2 if quick else 5)
-    sizes = tuple(int(s) for s in options.sizes.split(",")) if options.sizes else SIZES
+    rounds = options.rounds or 3
+    sizes, windows = options.sizes, options.windows
     plan = Plan(
         sizes=sizes,
+        windows=windows,
         seconds=options.seconds or (0.25 if quick else 1.0),
-        window=options.window,
         window_bytes=options.window_bytes,
         rtt_count=options.rtt_count or (200 if quick else 1000),
     )
@@ -600,72 +926,50 @@ def main() -> None:
         args.error(f"unknown clients {unknown}; known: {list(CLIENTS)}")
     clients, notes = available(wanted)
 
-    report = Report("echo", "WebSocket echo: throughput and round trip", options)
+    report = Report(
+        "echo", "WebSocket echo: one call per message, throughput and round trip", options
+    )
     with ServerProcess("ws-echo", "--impl", options.server) as server:
         print(f"echo server: {server.description} on port {server.port}", flush=True)
         runs, errors = measure(clients, plan, rounds, server.port)
         server_name = server.description
 
-    table = {name: {size: summarize(runs[name].get(size, [])) for size in sizes} for name in runs}
-    windows = ", ".join(f"{plan.window_for(s)} for {_common.fmt_size(s)}" for s in sizes)
+    table = {
+        name: {size: summarize(runs[name].get(size, []), windows) for size in sizes}
+        for name in runs
+    }
+    rows = in_table_order(clients)
+    sized = [_common.fmt_size(s) for s in sizes]
     report.add(
         f"Server: {server_name}, in its own process. {rounds} rounds, clients rotated; "
-        f"medians over rounds. Throughput: {plan.seconds:g} s per run, window {windows}. "
-        f"Latency: {plan.rtt_count} round trips per run after {WARMUP} warm-up."
+        f"medians over rounds. Throughput: {plan.seconds:g} s per run at each window, "
+        f"then drained. Latency: {plan.rtt_count} round trips per run after {WARMUP} "
+        "warm-up. CPU: the client process's CPU time (all its threads), per message of "
+        "the throughput run and per round trip. Rows marked *batched* send or take several "
+        "messages per call in their throughput runs; the others make one send call and one "
+        "receive call per message, as users write them, and lead every table."
     )
-    sized = [_common.fmt_size(s) for s in sizes]
+    for window in windows:
+        capped = ", ".join(f"{plan.window_for(s, window)} for {_common.fmt_size(s)}" for s in sizes)
+        report.table(
+            f"Throughput, window {window} ({capped}): messages/s (client CPU per message), "
+            "higher is better",
+            ["client", *sized],
+            [[name] + [_throughput_cell(table[name][s], window) for s in sizes] for name in rows],
+        )
     report.table(
-        "Throughput (messages/s, higher is better)",
+        "Round trip, one message at a time: µs median / p99 (client CPU per round trip), "
+        "lower is better",
         ["client", *sized],
-        [[name] + [_common.fmt_rate(table[name][s].rate) for s in sizes] for name in clients],
+        [[name] + [_rtt_cell(table[name][s]) for s in sizes] for name in rows],
     )
-    report.table(
-        "Round trip (us, median / p99, lower is better)",
-        ["client", *sized],
-        [[name] + [_rtt_cell(table[name][s]) for s in sizes] for name in clients],
-    )
-    report.table(
-        "Client CPU per round trip (us, all threads of the client process, lower is better)",
-        ["client", *sized],
-        [[name] + [_common.fmt_us(table[name][s].cpu) for s in sizes] for name in clients],
-    )
-    report.targets(judge(table, sizes))
+    targets = judge(table, sizes, windows)
+    report.targets(targets)
     for note in notes + [f"error: {e}" for e in errors]:
         report.add(f"- {note}")
     if not options.no_chart:
-        report.add(
-            _common.bar_chart(
-                "echo",
-                f"WebSocket echo vs {server_name}",
-                [
-                    Panel(
-                        "Throughput",
-                        "messages/s",
-                        sized,
-                        {n: [table[n][s].rate for s in sizes] for n in clients},
-                    ),
-                    Panel(
-                        "Round trip, median",
-                        "us (log)",
-                        sized,
-                        {n: [table[n][s].rtt_median * 1e6 for s in sizes] for n in clients},
-                        log=True,
-                    ),
-                ],
-            )
-        )
-    report.data = {
-        name: {
-            str(size): {
-                "summary": vars(table[name][size]),
-                "rates": [m.rate for m in runs[name].get(size, [])],
-                "rtt_medians": [median(m.rtts) for m in runs[name].get(size, [])],
-                "cpu_per_rtt": [m.cpu for m in runs[name].get(size, [])],
-            }
-            for size in sizes
-        }
-        for name in clients
-    }
+        report.add(chart(table, rows, sizes, windows, f"WebSocket echo vs {server_name}"))
+    report.data = result_data(runs, table, rows, plan, targets)
     report.write()
     if errors:
         sys.exit(1)
