@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
-from gluegun_actors._protocol.http1_request import host_header_value
+from gluegun_actors._io.addresses import host_port
 from gluegun_actors._protocol.proxy_connect import HttpConnectClient
 from gluegun_actors._protocol.socks5 import Socks5Client
 from gluegun_actors._protocol.tunnel import TunnelClient
@@ -51,7 +51,7 @@ class Proxy:
     @property
     def address(self) -> str:
         """`host:port`, an IPv6 literal in brackets: how messages name the proxy."""
-        return host_header_value(self.host, self.port, default_port=0)
+        return host_port(self.host, self.port)
 
     @property
     def credentials(self) -> tuple[str, str] | None:
@@ -87,7 +87,7 @@ class Tunnel:
     @property
     def target(self) -> str:
         """`host:port` of the server, for messages."""
-        return host_header_value(self.host, self.port, default_port=0)
+        return host_port(self.host, self.port)
 
 
 def parse_proxy(value: object, *, source: str = "option proxy") -> Proxy:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from gluegun_actors._options import Options
+from gluegun_actors._protocol.http1_request import host_header_value
 from gluegun_actors._redact import shown_url
 from gluegun_actors.errors import InvalidArgument, InvalidOptions
 
@@ -44,9 +45,8 @@ class Url:
         return "tls" if self.tls else "tcp"
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = _DEFAULT_PORTS[self.scheme] == self.port
-        return f"{self.scheme}://{host}{'' if default else f':{self.port}'}{self.target}"
+        authority = host_header_value(self.host, self.port, _DEFAULT_PORTS[self.scheme])
+        return f"{self.scheme}://{authority}{self.target}"
 
 
 def parse_url(url: object) -> Url:

@@ -61,9 +61,8 @@ def run(args: argparse.Namespace) -> int:
                 ExitCode.FAILED, f"cannot listen on {args.host}:{args.port}: {error.strerror}"
             ) from None
         try:
-            host = f"[{server.host}]" if ":" in server.host else server.host
-            print(f"http://{host}:{server.port}/", flush=True)
-            print(f"ws://{host}:{server.port}/echo", flush=True)
+            print(server.url("/"), flush=True)
+            print(server.ws_url("/echo"), flush=True)
             print(f"gluegun: {_ROUTES}; Ctrl-C stops", file=sys.stderr, flush=True)
             try:
                 while not stop.wait(1.0):  # a timed wait: Ctrl-C lands between two

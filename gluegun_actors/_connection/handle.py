@@ -14,6 +14,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from gluegun_actors._connection.stats import LiveStats
+from gluegun_actors._io.addresses import host_port
 from gluegun_actors._types import Protocol, StreamRef
 from gluegun_actors.errors import ConnectFailed, ConnectionTerminated, describe
 
@@ -109,6 +110,5 @@ class Connection:
             raise error from error.__cause__
 
     def __repr__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
         state = "" if self.alive else " stopped"
-        return f"<Connection #{self.id} {host}:{self.port}{state}>"
+        return f"<Connection #{self.id} {host_port(self.host, self.port)}{state}>"

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
+from gluegun_actors._io.addresses import host_port
 from gluegun_actors.errors import describe
 
 __all__ = ["Outage", "explain", "permanent"]
@@ -60,8 +61,7 @@ class Outage:
 
     @property
     def target(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return host_port(self.host, self.port)
 
     def __str__(self) -> str:
         """E.g. "connect to 127.0.0.1:1 failed 3 times, last: ConnectionRefusedError: ...

@@ -6,13 +6,18 @@ import ipaddress
 import socket
 from typing import Any, TypeAlias
 
-__all__ = ["AddrInfo", "Address", "addresses_of", "numeric_addresses", "resolve"]
+__all__ = ["AddrInfo", "Address", "addresses_of", "host_port", "numeric_addresses", "resolve"]
 
 Address: TypeAlias = tuple[Any, ...]
 """A socket address as `getaddrinfo` gives it: (host, port) or (host, port, flow, scope)."""
 
 AddrInfo: TypeAlias = tuple[socket.AddressFamily, socket.SocketKind, int, Address]
 """What a connect needs: family, socket type, protocol and address."""
+
+
+def host_port(host: str, port: int) -> str:
+    """`host:port` as messages, reprs and URLs show it: an IPv6 literal in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def resolve(host: str, port: int) -> list[AddrInfo]:

@@ -23,7 +23,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Final
 
 from gluegun_actors._io import tunneling
-from gluegun_actors._io.addresses import AddrInfo, resolve
+from gluegun_actors._io.addresses import AddrInfo, host_port, resolve
 from gluegun_actors._io.events import Connected
 from gluegun_actors._io.state import CONNECTING_PHASES, Phase, Reading, delivers_after
 
@@ -256,7 +256,7 @@ def _timed_out(transport: Transport, phase: Phase, seconds: float) -> str:
     """E.g. "connecting to 10.0.0.1:80 timed out after 3000 ms (connect_timeout): ..."."""
     what, option, hint = _STEPS[phase]
     host = transport.host
-    target = f"[{host}]:{transport.port}" if ":" in host else f"{host}:{transport.port}"
+    target = host_port(host, transport.port)
     if phase is Phase.HANDSHAKING and transport._tunnel is not None:  # TLS with the server
         target = f"{transport._tunnel.target} through the proxy"
     step = what.format(host=repr(host), target=target)

@@ -38,6 +38,7 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
+from gluegun_actors._io.addresses import host_port
 from gluegun_actors.testing._payloads import (
     MAX_CHUNKS,
     MAX_DELAY_MS,
@@ -206,11 +207,11 @@ class EmbeddedServer(ThreadedTcpServer):
 
     def url(self, path: str = "/") -> str:
         """`http://127.0.0.1:<port><path>`, for `connection.open_url`."""
-        return f"http://{self.host}:{self.port}{path}"
+        return f"http://{host_port(self.host, self.port)}{path}"
 
     def ws_url(self, path: str = "/ws") -> str:
         """`ws://127.0.0.1:<port><path>`, for `websocket.connect(url)`."""
-        return f"ws://{self.host}:{self.port}{path}"
+        return f"ws://{host_port(self.host, self.port)}{path}"
 
     def _record_request(self, method: str, target: str) -> None:
         with self._requests_lock:
