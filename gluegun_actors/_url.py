@@ -12,12 +12,13 @@ import urllib.parse
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from gluegun_actors._checks import check_address
 from gluegun_actors._options import Options
 from gluegun_actors._protocol.http1_request import host_header_value
 from gluegun_actors._redact import shown_url
 from gluegun_actors.errors import InvalidArgument, InvalidOptions
 
-__all__ = ["Url", "parse_url", "url_options"]
+__all__ = ["Url", "parse_url", "url_options", "url_or_address"]
 
 _DEFAULT_PORTS = {"ws": 80, "wss": 443, "http": 80, "https": 443}
 
@@ -107,6 +108,22 @@ def url_options(url: Url, options: Options | None) -> Options:
             f"options say {options.transport!r}: leave transport unset with a url"
         )
     return replace(options, transport=url.transport)
+
+
+def url_or_address(
+    url: str | None, host: str | None, port: int | None, path: str | None, options: Options
+) -> tuple[str, int, str | None, Options]:
+    """A fleet key's address, given by `url` or by `host`, `port` (and `path`), checked:
+    where to connect, the WebSocket path (None for an HTTP key), and `options` with the
+    transport a URL's scheme says."""
+    if url is None:
+        host, port = check_address(host, port)
+        return host, port, path, options
+    if host is not None or port is not None or path is not None:
+        raise InvalidArgument("give a url, or a host and port (and a path), not both")
+    parsed = parse_url(url)
+    path = parsed.target if parsed.websocket else None
+    return parsed.host, parsed.port, path, url_options(parsed, options)
 
 
 def _ascii_host(host: str, url: str) -> str:

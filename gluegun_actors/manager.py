@@ -38,7 +38,6 @@ import pykka
 
 from gluegun_actors import connection, supervisor, websocket
 from gluegun_actors._await import owner_mailbox
-from gluegun_actors._checks import check_address
 from gluegun_actors._connection import commands
 from gluegun_actors._connection.destination import caller
 from gluegun_actors._connection.handle import Connection
@@ -49,7 +48,7 @@ from gluegun_actors._runtime import deathwatch
 from gluegun_actors._supervision.supervisor import Call, Supervisor, exit_reason, normal_exit
 from gluegun_actors._timeouts import Infinity, Timeout, timeout_seconds
 from gluegun_actors._types import StreamRef
-from gluegun_actors._url import parse_url, url_options
+from gluegun_actors._url import url_or_address
 from gluegun_actors.errors import (
     AwaitTimeout,
     ConnectionTerminated,
@@ -347,14 +346,7 @@ def open(
         options = mgr.options
     elif not isinstance(options, Options):
         raise InvalidOptions(f"options must come from connection.options(), got {options!r}")
-    if url is not None:
-        if host is not None or port is not None or path is not None:
-            raise InvalidArgument("give a url, or a host and port (and a path), not both")
-        parsed = parse_url(url)
-        options = url_options(parsed, options)
-        host, port = parsed.host, parsed.port
-        path = parsed.target if parsed.websocket else None
-    host, port = check_address(host, port)
+    host, port, path, options = url_or_address(url, host, port, path, options)
     options = replace(options, owner=mgr.owner)
     if options.retry_fun is None and mgr.reconnect is not None:
         options = replace(options, retry_fun=mgr.reconnect)

@@ -50,7 +50,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
-from gluegun_actors._checks import check_address, check_headers
+from gluegun_actors._checks import check_headers
 from gluegun_actors._options import Options, RetryFun
 from gluegun_actors._options import WsOptions as WebSocketOptions
 from gluegun_actors._shards import ray
@@ -68,7 +68,7 @@ from gluegun_actors._shards.specs import (
 )
 from gluegun_actors._shards.translate import loads
 from gluegun_actors._timeouts import Infinity, Timeout, timeout_ms, timeout_seconds
-from gluegun_actors._url import parse_url, url_options
+from gluegun_actors._url import url_or_address
 from gluegun_actors.errors import (
     AwaitTimeout,
     BadStateError,
@@ -580,14 +580,7 @@ def _spec(
     if not isinstance(owner_id, str) or not owner_id:
         raise InvalidArgument(f"owner must be an owner id (a str), got {owner_id!r}")
     resolved = sm.options if options is None else portable_options(_options(options))
-    if url is not None:
-        if host is not None or port is not None or path is not None:
-            raise InvalidArgument("give a url, or a host and port (and a path), not both")
-        parsed = parse_url(url)
-        resolved = url_options(parsed, resolved)
-        host, port = parsed.host, parsed.port
-        path = parsed.target if parsed.websocket else None
-    host, port = check_address(host, port)
+    host, port, path, resolved = url_or_address(url, host, port, path, resolved)
     if ws_options is not None:
         if not isinstance(ws_options, WebSocketOptions):
             raise InvalidOptions(
