@@ -76,11 +76,17 @@ def rss_kib(local: Any) -> int:
 
 def drain(local: Any, owner: str, seconds: float) -> dict[str, float]:
     """Take every message of `owner` here for `seconds`; count the WebSocket frames."""
+    box = local.mailbox(owner)
+    box.flush()  # what queued before the start
+    return count_frames(box, seconds)
+
+
+def count_frames(box: Any, seconds: float) -> dict[str, float]:
+    """Take every message of the mailbox `box` for `seconds`, one call per message;
+    the WebSocket frames taken, the time it took and this process's CPU time meanwhile."""
     from gluegun_actors.errors import AwaitTimeout
     from gluegun_actors.events import GunWs
 
-    box = local.mailbox(owner)
-    box.flush()  # what queued before the start
     frames = 0
     cpu, start = time.process_time(), time.perf_counter()
     end = start + seconds
@@ -210,8 +216,6 @@ def measure_shards(args: Any, idle_port: int) -> dict[int, dict[str, Any]]:
 def measure_driver_pull(args: Any) -> dict[str, float]:
     """The rate one owner in the driver takes messages from 2 shards."""
     from gluegun_actors import shards
-    from gluegun_actors.errors import AwaitTimeout
-    from gluegun_actors.events import GunWs
     from gluegun_actors.mailbox import Mailbox
 
     box = Mailbox("driver owner")
@@ -223,22 +227,14 @@ def measure_driver_pull(args: Any) -> dict[str, float]:
                 shards.open(sm, key, url=f"ws://127.0.0.1:{ports[shard]}/push")
         wait_connected(sm, 2 * args.connections)
         box.flush()
-        frames = 0
-        cpu, start = time.process_time(), time.perf_counter()
-        end = start + args.seconds
-        while time.perf_counter() < end:
-            try:
-                message = box.receive(None, 100)
-            except AwaitTimeout:
-                continue
-            if type(message) is GunWs:
-                frames += 1
-        elapsed = time.perf_counter() - start
-        used = time.process_time() - cpu
+        taken = count_frames(box, args.seconds)
     finally:
         shards.close_all(sm)
         shards.stop(sm)
-    return {"messages_per_s": frames / elapsed, "driver_cpu": used / elapsed}
+    return {
+        "messages_per_s": taken["frames"] / taken["seconds"],
+        "driver_cpu": taken["cpu"] / taken["seconds"],
+    }
 
 
 def main() -> None:
