@@ -237,25 +237,43 @@ class _KeptOutcomeWait(Generic[T]):
         raise NotImplementedError
 
 
+class Poker(Protocol):
+    """Interrupts a thread's poll (`_io.lease`); a poke from that thread itself is a no-op."""
+
+    def poke(self) -> None: ...
+
+
 class BlockingWait(_KeptOutcomeWait[T]):
     """A wait made by `receive` or `collect`: its caller sleeps on a plain lock that the
     thread resolving it releases, one wakeup (a future's condition costs several)."""
 
-    __slots__ = ("_signal",)
+    __slots__ = ("poker", "signal")
 
     def __init__(self, mailbox: Mailbox, collector: Collector[T], sliding: bool = False) -> None:
         super().__init__(mailbox, collector, sliding)
-        self._signal = threading.Lock()
-        self._signal.acquire()
+        self.signal = threading.Lock()
+        self.signal.acquire()
+        self.poker: Poker | None = None
+        """Set while its thread polls a borrowed socket instead of sleeping (`_io.lease`):
+        a wakeup also interrupts that poll."""
 
     def _wake(self, held: HeldWakeups | None) -> None:
-        wake(self._signal, held)
+        wake(self, held)  # a held wakeup looks at `poker` when it is released, not now
+
+    def release(self) -> None:
+        """Wake the sleeper: release the signal, then poke its poll if it has one. In this
+        order: the borrower sets `poker` before it last looks at the signal, so one of the
+        two always sees the other."""
+        self.signal.release()
+        poker = self.poker
+        if poker is not None:
+            poker.poke()
 
     def sleep(self, seconds: float | None) -> bool:
         """Wait until resolved (True) or `seconds` pass (False)."""
         if seconds is None:
-            return self._signal.acquire()
-        return self._signal.acquire(timeout=min(seconds, threading.TIMEOUT_MAX))
+            return self.signal.acquire()
+        return self.signal.acquire(timeout=min(seconds, threading.TIMEOUT_MAX))
 
 
 class LoopWait(_KeptOutcomeWait[T]):

@@ -65,10 +65,11 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from itertools import islice
-from typing import Any, Final, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 from pykka import Future
 
+from gluegun_actors._io.lease import sleep_reading
 from gluegun_actors._io.wakeups import HeldWakeups
 from gluegun_actors._timeouts import Infinity, Timeout, timeout_seconds
 from gluegun_actors._waits import (
@@ -90,6 +91,9 @@ from gluegun_actors._waits import (
 from gluegun_actors.errors import AwaitTimeout, BadStateError, InvalidArgument
 from gluegun_actors.events import GunData, GunWs
 from gluegun_actors.message import Binary, Text
+
+if TYPE_CHECKING:
+    from gluegun_actors._io.transport import Transport
 
 __all__ = [
     "GIVE_BACK_INSERT_LIMIT",
@@ -161,6 +165,7 @@ class Mailbox:
         "_name",
         "_next_seq",
         "_queue",
+        "_source",
         "_waits",
     )
 
@@ -191,6 +196,9 @@ class Mailbox:
         # Called once the queue is drained to half its high-water mark (or a receiver
         # blocks): connections that stopped reading because it was over the mark.
         self._drained: list[Callable[[], None]] = []
+        # The socket of the connection that last delivered here (set by that connection,
+        # unlocked: a hint): a receiver that blocks reads it itself (`_io.lease`).
+        self._source: weakref.ref[Transport] | None = None
 
     def __repr__(self) -> str:
         name = f" {self._name!r}" if self._name is not None else ""
@@ -455,14 +463,14 @@ class Mailbox:
         if wait is None:
             return collector.result()
         try:
-            resolved = wait.sleep(seconds)
+            resolved = self._sleep(wait, seconds)
             while not resolved and wait.sliding:  # a message since? wait that long after it
                 assert seconds is not None
                 with self._lock:
                     left = wait.progress_at + seconds - _now()
                 if left <= 0 or wait.state is not WaitState.PENDING:
                     break
-                resolved = wait.sleep(left)
+                resolved = self._sleep(wait, left)
         except BaseException:  # interrupted: give back what it took
             self._withdraw(wait)
             raise
@@ -478,6 +486,17 @@ class Mailbox:
         if wait.error is not None:
             raise wait.error
         return wait.value  # type: ignore[return-value]
+
+    def _sleep(self, wait: BlockingWait[Any], seconds: float | None) -> bool:
+        """`wait.sleep(seconds)`, reading the socket that feeds this mailbox meanwhile if
+        it can be borrowed (see `_io.lease`)."""
+        source = self._source
+        transport = None if source is None else source()
+        if transport is not None:
+            resolved = sleep_reading(wait, seconds, transport)
+            if resolved is not None:
+                return resolved
+        return wait.sleep(seconds)
 
     def _start(self, collector: Collector[T]) -> FutureWait[T]:
         """Scan, then register unless the queue already held enough; return the future."""

@@ -34,6 +34,7 @@ import enum
 import logging
 import ssl
 import time
+import weakref
 from functools import partial
 from typing import Any, cast
 
@@ -355,9 +356,14 @@ class ConnectionActor(PooledActor):
         a tell whose turn, if it runs right there, holds its wakeups with the reactor."""
         ref, held = self.actor_ref, reactor.held_wakeups
 
+        on_reactor_thread = reactor._on_reactor_thread
+
         def callback(event: TransportEvent) -> None:
             try:
-                tell_holding(ref, event, held)
+                if on_reactor_thread():
+                    tell_holding(ref, event, held)
+                else:  # a caller thread reading a borrowed socket (`_io.lease`)
+                    ref.tell(event)
             except pykka.ActorDeadError:
                 event.transport.close()
 
@@ -788,6 +794,9 @@ class ConnectionActor(PooledActor):
             return
         self.stats.messages_in += len(messages)
         target = stream.destination
+        mailbox, transport = target.mailbox, self.transport
+        if mailbox is not None and transport is not None:
+            mailbox._source = weakref.ref(transport)  # its receivers may read it (`_io.lease`)
         if target is self.owner or target.target == self.owner.target:
             if not self.owner_dead and not self.owner.deliver_all(messages, self.held_wakeups):
                 self._owner_gone()

@@ -9,7 +9,9 @@ a socket by calling the callback given to `Reactor.connect` with a transport eve
 (`events.py`). A connection actor passes a callback that `tell`s itself the event, so
 callbacks are quick; one that raises is logged and ignored, it never stops the reactor.
 
-Threads. Only the reactor thread touches the selector. Other threads (actors' turns,
+Threads. Only the reactor thread waits in the selector, and only it changes the
+registrations, except that a caller thread borrowing a socket's read side (`lease`)
+changes that socket's, under its transport lock. Other threads (actors' turns,
 the resolver pool) queue commands (callables) under the reactor lock and write one byte
 to the wakeup pair after releasing it. Every system call releases the GIL, and with
 many threads busy each release may hand it away, so the connect path makes few: IP
@@ -76,6 +78,10 @@ WAKEUP_BATCH: Final = 64
 """Ready sockets handled between two releases of the wakeups the reactor holds back
 (see `wakeups`): it releases them before it blocks, and at least this often."""
 
+LOAN_GRACE: Final = 0.002
+"""Seconds a socket lent to a caller thread may stay parked (its wait over) before the
+loan sweep gives it back to the reactor: taken back after one to two of these."""
+
 _READ: Final = selectors.EVENT_READ
 
 
@@ -115,12 +121,16 @@ class Reactor:
         self._timers = TimerHeap()
         self._transports: dict[Transport, None] = {}
         self._lingering: set[Transport] = set()
+        # Parked loans (see `transport`) and the sweep generation each was parked in:
+        self._parked: dict[Transport, int] = {}
+        self._loan_generation = 0
+        self._sweeping = False  # a loan sweep is scheduled
         self._resolver: ThreadPoolExecutor | None = None
         self._stop_deadline = math.inf
         # Set by `start` before the thread runs, then read-only (closed at the very end):
         self._thread: threading.Thread | None = None
         self._ident: int | None = None
-        self._selector: selectors.BaseSelector | None = None  # used by the reactor thread only
+        self._selector: selectors.BaseSelector | None = None  # see "Threads" above
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
         self._wake_lock = threading.Lock()  # orders `_send_wake` and closing the pair
@@ -492,6 +502,42 @@ class Reactor:
         with self._lock:
             self._transports.pop(transport, None)
             self._lingering.discard(transport)
+            self._parked.pop(transport, None)
+
+    def _park_loan(self, transport: Transport) -> bool:
+        """A borrower parks its loan of `transport` (transport lock held); False when the
+        reactor cannot sweep it (stopping), so the loan must go back now."""
+        with self._lock:
+            if self._life is not _Life.RUNNING:
+                return False
+            self._parked[transport] = self._loan_generation
+            if self._sweeping:
+                return True
+            self._sweeping = True
+        if self._schedule_internal(LOAN_GRACE, self._sweep_loans) is None:
+            with self._lock:
+                self._parked.pop(transport, None)
+                self._sweeping = False
+            return False
+        return True
+
+    def _unpark_loan(self, transport: Transport) -> None:
+        with self._lock:
+            self._parked.pop(transport, None)
+
+    def _sweep_loans(self) -> None:
+        """Timer: take back the loans parked since before the last sweep."""
+        with self._lock:
+            generation = self._loan_generation
+            self._loan_generation = generation + 1
+            stale = [t for t, parked in self._parked.items() if parked < generation]
+            again = len(stale) < len(self._parked)
+            self._sweeping = again
+        for transport in stale:
+            transport._reclaim()
+        if again and self._schedule_internal(LOAN_GRACE, self._sweep_loans) is None:
+            with self._lock:
+                self._sweeping = False
 
     def _linger(self, transport: Transport) -> None:
         with self._lock:

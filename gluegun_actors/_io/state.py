@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 if TYPE_CHECKING:
     from gluegun_actors._io.transport import Transport
 
-__all__ = ["CONNECTING_PHASES", "PHASE_TRANSITIONS", "Phase", "Reading", "delivers_after"]
+__all__ = [
+    "CONNECTING_PHASES",
+    "PHASE_TRANSITIONS",
+    "Loan",
+    "Phase",
+    "Reading",
+    "delivers_after",
+]
 
 
 class Phase(enum.Enum):
@@ -58,6 +65,14 @@ PHASE_TRANSITIONS: Final[dict[Phase, frozenset[Phase]]] = {
 CONNECTING_PHASES: Final = frozenset(
     {Phase.RESOLVING, Phase.CONNECTING, Phase.TUNNELING, Phase.HANDSHAKING}
 )
+
+
+class Loan(enum.Enum):
+    """Who reads an armed plain socket (see `transport`): the reactor, or a caller thread."""
+
+    NONE = "none"  # the reactor
+    ACTIVE = "active"  # a borrower polls and reads it now
+    PARKED = "parked"  # the borrower's wait is over; the next one takes it up again
 
 
 class Reading(enum.Enum):

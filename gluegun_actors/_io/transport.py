@@ -25,6 +25,24 @@ until the socket turns readable while paused, so a consumer that resumes quickly
 no selector calls. With TLS, bytes already decrypted inside the SSL object are delivered
 on resume without waiting for the socket.
 
+Lending the read side. A caller thread that waits for a message may borrow the read
+side of an armed plain socket (`lease`): it polls and reads the socket itself and
+delivers on its own thread. The loan (`Loan`) is ACTIVE while the borrower polls; when
+its wait ends the loan is PARKED, the read interest still off, so the caller's next wait
+(or another thread's) takes it up again with no system call, and bytes that arrive in
+between do not wake the reactor to race the caller for them. The reactor takes a parked
+loan back after `LOAN_GRACE` to `2 * LOAN_GRACE` (its loan sweep), so data that nobody
+waits for is read within that time. A loan is never parked while another thread waits
+behind it (`_waiting_readers`): it goes back to the reactor at once, which serves that
+thread. One reader at a time is the `_reader` lock: an active borrower holds it, the
+reactor's unlocked read takes it without waiting and reads only when nothing is lent.
+Whoever holds the transport lock may change this socket's selector registration: a
+borrower drops the read interest when it borrows from the reactor and restores it when
+it gives the socket back. `resume_reading` posts nothing while lent. A close while the
+loan is active shuts the socket down instead of closing it (the borrower's poll wakes)
+and leaves the descriptor to the borrower, so a descriptor it polls is never reused
+under it.
+
 Writing tries a non-blocking send at once when nothing is parked; what the kernel does
 not take is parked, in order, and sent when the socket turns writable. A write failure
 is reported (`Broken`) even while reading is paused.
@@ -57,6 +75,7 @@ from gluegun_actors._io.events import (
 from gluegun_actors._io.state import (
     CONNECTING_PHASES,
     PHASE_TRANSITIONS,
+    Loan,
     Phase,
     Reading,
     delivers_after,
@@ -95,6 +114,7 @@ class Transport:
     """
 
     __slots__ = (
+        "__weakref__",
         "_address",
         "_addresses",
         "_callback",
@@ -105,8 +125,10 @@ class Transport:
         "_handshake",
         "_id",
         "_last_error",
+        "_loan",
         "_lock",
         "_muted",
+        "_orphan",
         "_out",
         "_out_bytes",
         "_peername",
@@ -114,6 +136,7 @@ class Transport:
         "_phase",
         "_reactor",
         "_read_size",
+        "_reader",
         "_reading",
         "_registered",
         "_server_hostname",
@@ -124,6 +147,7 @@ class Transport:
         "_timeouts",
         "_tls_want",
         "_tunnel",
+        "_waiting_readers",
         "host",
         "port",
     )
@@ -152,7 +176,7 @@ class Transport:
         # Guarded by `_delivering` (any thread may close; the reactor thread delivers):
         self._delivering = threading.RLock()
         self._muted = False  # closed by its user: nothing more is delivered
-        # Guarded by `_lock`; `_reading` is the reactor thread's own while ARMED on a
+        # Guarded by `_lock`; `_reading` is the holder of `_reader`'s own while ARMED on a
         # plain socket (its unlocked read):
         self._lock = threading.RLock()
         self._pending: deque[TransportEvent] = deque()  # found under _lock, not yet delivered
@@ -164,6 +188,11 @@ class Transport:
         self._out_bytes = 0  # read unlocked by `pending_write_bytes` (a snapshot)
         self._failure: OSError | None = None  # the write error, in FAILING
         self._sync_posted = False
+        self._loan = Loan.NONE  # the read side lent to caller threads (see `_lend_reading`)
+        self._waiting_readers = 0  # threads sleeping while the loan is active elsewhere
+        self._orphan: socket.socket | None = None  # closed while lent: the borrower closes it
+        # Held by whoever reads the socket: the reactor for one read, a borrower for a loan.
+        self._reader = threading.Lock()
         self._deadline: TimerHandle | None = None  # connect or flush deadline
         # The reactor thread's own (resolution hands its result over through a command):
         self._read_size = reactor.read_size
@@ -219,7 +248,11 @@ class Transport:
             if self._reading is not Reading.PAUSED:
                 return
             self._reading = Reading.ARMED
-            if self._phase is Phase.OPEN and (not self._registered & _READ or self._tls_pending()):
+            if (
+                self._phase is Phase.OPEN
+                and self._loan is Loan.NONE
+                and (not self._registered & _READ or self._tls_pending())
+            ):
                 self._request_sync()
 
     def close(self) -> None:
@@ -331,25 +364,38 @@ class Transport:
             and self._reading is Reading.ARMED
             and self._out_bytes <= WRITE_BACKLOG_LIMIT
         ):
-            sock = self._sock
-            assert sock is not None
-            size = self._read_size
+            reader = self._reader
+            if not reader.acquire(blocking=False):
+                return  # lent to a caller thread, which drops the read interest
             try:
-                data = sock.recv(size)
-            except BlockingIOError:
-                return
-            except OSError as error:
-                self._after_unlocked_read(size, b"", error)
-                return
-            if not data:
-                self._after_unlocked_read(size, data, None)
-                return
-            with self._delivering:
-                if not self._muted and self._phase is Phase.OPEN and self._reading is Reading.ARMED:
-                    self._took(size, data)
-                    self._deliver_pending()
+                # Re-checked with the read side held: a borrower may have read meanwhile.
+                sock = self._sock
+                if sock is not None and self._reading is Reading.ARMED and self._loan is Loan.NONE:
+                    self._read_unlocked(sock)
+            finally:
+                reader.release()
             return
         self._on_ready_locked(mask)
+
+    def _read_unlocked(self, sock: socket.socket) -> bool:
+        """One read of an armed plain socket by the holder of `_reader` (the reactor or a
+        borrower), reported on the calling thread. False once reading has ended."""
+        size = self._read_size
+        try:
+            data = sock.recv(size)
+        except BlockingIOError:
+            return True
+        except OSError as error:
+            self._after_unlocked_read(size, b"", error)
+            return False
+        if not data:
+            self._after_unlocked_read(size, data, None)
+            return False
+        with self._delivering:
+            if not self._muted and self._phase is Phase.OPEN and self._reading is Reading.ARMED:
+                self._took(size, data)
+                self._deliver_pending()
+        return True
 
     @delivers_after
     def _after_unlocked_read(self, size: int, data: bytes, error: OSError | None) -> None:
@@ -386,7 +432,11 @@ class Transport:
                 self._break(error)
                 return
         if mask & _READ:
-            if self._reading is Reading.ARMED and self._out_bytes <= WRITE_BACKLOG_LIMIT:
+            if (
+                self._reading is Reading.ARMED
+                and self._loan is Loan.NONE
+                and self._out_bytes <= WRITE_BACKLOG_LIMIT
+            ):
                 self._read()
             else:
                 lazy = False  # readable while paused: now drop the read interest
@@ -470,6 +520,93 @@ class Transport:
                 self._become_closed()
             self._drop_socket()
 
+    # -- the read side lent to a caller thread (see `lease`) -------------------------------
+
+    def _lend_reading(self) -> socket.socket | None:
+        """Lend the read side to the calling thread, which then reads with `_read_lent`
+        until `_end_loan`. None when it cannot be lent: not open and armed, TLS (the SSL
+        object is shared with writers), backlogged, or being read right now."""
+        if self._ssl_context is not None:
+            return None
+        with self._lock:
+            sock = self._sock
+            if (
+                sock is None
+                or self._phase is not Phase.OPEN
+                or self._reading is not Reading.ARMED
+                or self._out_bytes > WRITE_BACKLOG_LIMIT
+                or self._reactor._selector is None
+                or not self._reader.acquire(blocking=False)
+            ):
+                return None
+            self._unpark()
+            self._loan = Loan.ACTIVE
+            self._apply_interest(lazy=False)
+            return sock
+
+    def _wait_behind_borrower(self) -> bool:
+        """Count the calling thread as waiting while another thread's loan is active, so
+        that loan goes back to the reactor instead of being parked; True if counted (then
+        call `_stop_waiting` once the wait is over)."""
+        with self._lock:
+            if self._loan is not Loan.ACTIVE:
+                return False
+            self._waiting_readers += 1
+            return True
+
+    def _stop_waiting(self) -> None:
+        with self._lock:
+            self._waiting_readers -= 1
+
+    def _read_lent(self, sock: socket.socket) -> bool:
+        """The borrower's read: at most one `Received` (or `Eof`, `Broken`), delivered on
+        the calling thread. False when the borrower should give the socket back: reading
+        paused or ended, or the connection is closing."""
+        if (
+            self._reading is not Reading.ARMED
+            or self._phase is not Phase.OPEN
+            or self._out_bytes > WRITE_BACKLOG_LIMIT
+        ):
+            return False
+        return self._read_unlocked(sock) and self._reading is Reading.ARMED
+
+    def _end_loan(self) -> None:
+        """The borrower's wait is over: park the loan if reading goes on and nobody waits
+        behind it, else give the socket back to the reactor (or close it, if it was closed
+        meanwhile)."""
+        with self._lock:
+            orphan, self._orphan = self._orphan, None
+            if (
+                orphan is None
+                and self._phase is Phase.OPEN
+                and self._reading is Reading.ARMED
+                and not self._waiting_readers
+                and self._out_bytes <= WRITE_BACKLOG_LIMIT
+                and self._reactor._park_loan(self)
+            ):
+                self._loan = Loan.PARKED
+            else:
+                self._loan = Loan.NONE
+                if orphan is None:
+                    self._apply_interest(lazy=True)
+            self._reader.release()
+        if orphan is not None:
+            with contextlib.suppress(OSError):
+                orphan.close()
+
+    def _reclaim(self) -> None:
+        """The reactor's loan sweep: a loan parked since the last sweep comes back."""
+        with self._lock:
+            if self._loan is Loan.PARKED:
+                self._unpark()
+                self._apply_interest(lazy=True)
+
+    def _unpark(self) -> None:
+        """Lock held: end a parked loan's place in the reactor's sweep."""
+        if self._loan is Loan.PARKED:
+            self._loan = Loan.NONE
+            self._reactor._unpark_loan(self)
+
     # -- helpers (lock held) ---------------------------------------------------------------
 
     def _set_phase(self, phase: Phase) -> None:
@@ -510,7 +647,8 @@ class Transport:
         return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
     def _apply_interest(self, *, lazy: bool, read_ahead: bool = False) -> None:
-        """Register the events the current state waits for (reactor thread only).
+        """Register the events the current state waits for (transport lock held: the
+        reactor thread, or a borrower lending or giving back the read side).
 
         With `lazy`, a read interest left over from before a pause is kept; `read_ahead`
         registers one while paused, on the same terms.
@@ -528,7 +666,7 @@ class Transport:
                 desired = _WRITE if self._out else 0
                 if self._out_bytes > WRITE_BACKLOG_LIMIT:
                     pass  # backlogged: read again once the peer has taken enough
-                elif self._reading is Reading.ARMED:
+                elif self._reading is Reading.ARMED and self._loan is Loan.NONE:
                     desired |= _READ
                 elif self._reading is Reading.PAUSED and lazy:
                     desired |= _READ if read_ahead else self._registered & _READ
@@ -557,13 +695,23 @@ class Transport:
                     selector.unregister(self._fd)
 
     def _drop_socket(self) -> None:
-        """Unregister and close the socket (reactor thread, or any thread if unregistered)."""
+        """Unregister and close the socket (reactor thread, or any thread if unregistered).
+
+        While lent, shut it down instead: the borrower's poll wakes, and the borrower
+        closes it when it gives it back (`_take_back`).
+        """
         sock = self._sock
         if sock is None:
             return
         self._unregister()
         self._sock = None
         self._fd = -1
+        if self._loan is Loan.ACTIVE:
+            self._orphan = sock
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            return
+        self._unpark()
         with contextlib.suppress(OSError):
             sock.close()
 

@@ -16,9 +16,15 @@ has not woken yet.
 
 from __future__ import annotations
 
-import threading
+from typing import Protocol
 
-__all__ = ["HeldWakeups", "wake"]
+__all__ = ["HeldWakeups", "Signal", "wake"]
+
+
+class Signal(Protocol):
+    """What a sleeper waits on: a `threading.Lock` it holds, or anything released alike."""
+
+    def release(self) -> None: ...
 
 
 class HeldWakeups:
@@ -27,9 +33,9 @@ class HeldWakeups:
     __slots__ = ("_signals",)
 
     def __init__(self) -> None:
-        self._signals: list[threading.Lock] = []
+        self._signals: list[Signal] = []
 
-    def hold(self, signal: threading.Lock) -> None:
+    def hold(self, signal: Signal) -> None:
         self._signals.append(signal)
 
     def release(self) -> None:
@@ -44,7 +50,7 @@ class HeldWakeups:
         return len(self._signals)
 
 
-def wake(signal: threading.Lock, held: HeldWakeups | None) -> None:
+def wake(signal: Signal, held: HeldWakeups | None) -> None:
     """Release `signal` (a lock its sleeper waits to acquire): now, or when `held` is
     released, if the calling thread holds its wakeups back."""
     if held is None:

@@ -266,6 +266,12 @@ def running_actor() -> PooledActor | None:
     return _turn.actor
 
 
+def in_turn() -> bool:
+    """Whether the calling thread is a worker or inside a handed-off turn: a tell from it
+    only queues."""
+    return _turn.active
+
+
 _Wake = Callable[["_Inbox", HeldWakeups | None], None]
 """How a put wakes an idle inbox: `(inbox, held)`."""
 
@@ -621,6 +627,7 @@ __all__ = [
     "PooledActor",
     "Scheduler",
     "default_scheduler",
+    "in_turn",
     "running_actor",
     "tell_holding",
     "tell_queued",
