@@ -166,6 +166,7 @@ class Mailbox:
         "_next_seq",
         "_queue",
         "_source",
+        "_steady",
         "_waits",
     )
 
@@ -199,6 +200,7 @@ class Mailbox:
         # The socket of the connection that last delivered here (set by that connection,
         # unlocked: a hint): a receiver that blocks reads it itself (`_io.lease`).
         self._source: weakref.ref[Transport] | None = None
+        self._steady = False  # the last two deliveries came from that same socket
 
     def __repr__(self) -> str:
         name = f" {self._name!r}" if self._name is not None else ""
@@ -292,6 +294,7 @@ class Mailbox:
             if drained is not None:
                 if drained:
                     _call_all(drained)
+                self._taken_at_once()
                 return message
         return self._await(One(match), seconds)
 
@@ -461,6 +464,7 @@ class Mailbox:
             drained = self._drained_locked(blocked=wait is not None)
         _call_all(drained)
         if wait is None:
+            self._taken_at_once()
             return collector.result()
         try:
             resolved = self._sleep(wait, seconds)
@@ -486,6 +490,22 @@ class Mailbox:
         if wait.error is not None:
             raise wait.error
         return wait.value  # type: ignore[return-value]
+
+    def _fed_by(self, source: weakref.ref[Transport]) -> None:
+        """A connection delivered here what it read from `source` (no lock: a hint)."""
+        if self._source is source:
+            self._steady = True
+        else:
+            self._source = source
+            self._steady = False
+
+    def _taken_at_once(self) -> None:
+        """A message was taken without waiting: whoever reads here is at work on what
+        was read, so the socket feeding it stays (or is parked) for it (`_io.lease`)."""
+        source = self._source
+        transport = None if source is None else source()
+        if transport is not None:
+            transport._keep_loan(steal=self._steady)
 
     def _sleep(self, wait: BlockingWait[Any], seconds: float | None) -> bool:
         """`wait.sleep(seconds)`, reading the socket that feeds this mailbox meanwhile if

@@ -796,7 +796,7 @@ class ConnectionActor(PooledActor):
         target = stream.destination
         mailbox, transport = target.mailbox, self.transport
         if mailbox is not None and transport is not None:
-            mailbox._source = weakref.ref(transport)  # its receivers may read it (`_io.lease`)
+            mailbox._fed_by(weakref.ref(transport))  # its receivers may read it (`_io.lease`)
         if target is self.owner or target.target == self.owner.target:
             if not self.owner_dead and not self.owner.deliver_all(messages, self.held_wakeups):
                 self._owner_gone()

@@ -11,7 +11,8 @@ The actor is still the only code that handles the socket's bytes, one turn at a 
 the loan only moves the reactor's read to another thread, and the transport's rules
 (`Transport._lend_reading`, the "Lending" part of `transport`) keep one reader at a time
 and active-once reading. When the wait is over the loan is parked for the next wait,
-and the reactor takes it back after `reactor.LOAN_GRACE` if nobody does. The borrower
+and the reactor takes it back once it has gone unused (no wait, no message taken from the
+mailbox) for `reactor.LOAN_GRACE`. The borrower
 gives the socket back at once when reading pauses (a backlogged mailbox, no flow
 credits, the actor's turn queued on another thread), when the connection closes, and
 when another thread waits behind it. Messages from elsewhere (other connections, timers,

@@ -78,9 +78,10 @@ WAKEUP_BATCH: Final = 64
 """Ready sockets handled between two releases of the wakeups the reactor holds back
 (see `wakeups`): it releases them before it blocks, and at least this often."""
 
-LOAN_GRACE: Final = 0.002
-"""Seconds a socket lent to a caller thread may stay parked (its wait over) before the
-loan sweep gives it back to the reactor: taken back after one to two of these."""
+LOAN_GRACE: Final = 0.01
+"""Seconds a socket lent to a caller thread may stay parked (its wait over, and its
+mailbox not read since) before the loan sweep gives it back to the reactor: taken back
+after one to two of these."""
 
 _READ: Final = selectors.EVENT_READ
 
@@ -121,8 +122,8 @@ class Reactor:
         self._timers = TimerHeap()
         self._transports: dict[Transport, None] = {}
         self._lingering: set[Transport] = set()
-        # Parked loans (see `transport`) and the sweep generation each was parked in:
-        self._parked: dict[Transport, int] = {}
+        # Parked loans (see `transport`; each keeps the generation it was last used in):
+        self._parked: dict[Transport, None] = {}
         self._loan_generation = 0
         self._sweeping = False  # a loan sweep is scheduled
         self._resolver: ThreadPoolExecutor | None = None
@@ -510,7 +511,7 @@ class Reactor:
         with self._lock:
             if self._life is not _Life.RUNNING:
                 return False
-            self._parked[transport] = self._loan_generation
+            self._parked[transport] = None
             if self._sweeping:
                 return True
             self._sweeping = True
@@ -525,12 +526,18 @@ class Reactor:
         with self._lock:
             self._parked.pop(transport, None)
 
+    @property
+    def loan_generation(self) -> int:
+        """The loan sweep's count: a parked loan last used before the current one is
+        taken back by the next sweep."""
+        return self._loan_generation
+
     def _sweep_loans(self) -> None:
-        """Timer: take back the loans parked since before the last sweep."""
+        """Timer: take back the loans not used since before the last sweep."""
         with self._lock:
             generation = self._loan_generation
             self._loan_generation = generation + 1
-            stale = [t for t, parked in self._parked.items() if parked < generation]
+            stale = [t for t in self._parked if t._loan_used < generation]
             again = len(stale) < len(self._parked)
             self._sweeping = again
         for transport in stale:

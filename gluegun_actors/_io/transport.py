@@ -31,8 +31,9 @@ delivers on its own thread. The loan (`Loan`) is ACTIVE while the borrower polls
 its wait ends the loan is PARKED, the read interest still off, so the caller's next wait
 (or another thread's) takes it up again with no system call, and bytes that arrive in
 between do not wake the reactor to race the caller for them. The reactor takes a parked
-loan back after `LOAN_GRACE` to `2 * LOAN_GRACE` (its loan sweep), so data that nobody
-waits for is read within that time. A loan is never parked while another thread waits
+loan back once it has not been used (waited on, or its mailbox read) for `LOAN_GRACE` to
+`2 * LOAN_GRACE` (its loan sweep), so data that nobody waits for is read within that
+time of the caller's last receive. A loan is never parked while another thread waits
 behind it (`_waiting_readers`): it goes back to the reactor at once, which serves that
 thread. One reader at a time is the `_reader` lock: an active borrower holds it, the
 reactor's unlocked read takes it without waiting and reads only when nothing is lent.
@@ -126,6 +127,7 @@ class Transport:
         "_id",
         "_last_error",
         "_loan",
+        "_loan_used",
         "_lock",
         "_muted",
         "_orphan",
@@ -190,6 +192,7 @@ class Transport:
         self._sync_posted = False
         self._loan = Loan.NONE  # the read side lent to caller threads (see `_lend_reading`)
         self._waiting_readers = 0  # threads sleeping while the loan is active elsewhere
+        self._loan_used = 0  # the reactor's loan generation when a parked loan was last used
         self._orphan: socket.socket | None = None  # closed while lent: the borrower closes it
         # Held by whoever reads the socket: the reactor for one read, a borrower for a loan.
         self._reader = threading.Lock()
@@ -582,7 +585,7 @@ class Transport:
                 and self._reading is Reading.ARMED
                 and not self._waiting_readers
                 and self._out_bytes <= WRITE_BACKLOG_LIMIT
-                and self._reactor._park_loan(self)
+                and self._park_loan()
             ):
                 self._loan = Loan.PARKED
             else:
@@ -593,6 +596,27 @@ class Transport:
         if orphan is not None:
             with contextlib.suppress(OSError):
                 orphan.close()
+
+    def _park_loan(self) -> bool:
+        self._loan_used = self._reactor.loan_generation
+        return self._reactor._park_loan(self)
+
+    def _keep_loan(self, *, steal: bool) -> None:
+        """A mailbox this socket feeds was read without waiting: its reader is at work on
+        what was read, so a parked loan stays a while longer (no lock: a benign race).
+        With `steal` (the socket is that mailbox's only recent feeder) a socket the
+        reactor reads is parked for that reader instead: it reads itself when its queue
+        runs dry, and the reactor does not race it for the GIL meanwhile."""
+        loan = self._loan
+        if loan is Loan.PARKED:
+            self._loan_used = self._reactor.loan_generation
+        elif (
+            steal
+            and loan is Loan.NONE
+            and self._reading is Reading.ARMED
+            and self._lend_reading() is not None
+        ):
+            self._end_loan()
 
     def _reclaim(self) -> None:
         """The reactor's loan sweep: a loan parked since the last sweep comes back."""
