@@ -12,7 +12,11 @@ memory figures start clean and no port is reused), and:
 4. measures the round trip of the first connection again, with all N open;
 5. sends one message on every connection, then waits for every echo (`echo all`), and
    reads RSS again: what a connection costs once it has carried traffic;
-6. closes every connection (`close all`).
+6. closes every connection (`close all`);
+7. `own waiters`: min(N, 1,000) owners each open a connection of their own (a thread
+   each for gluegun_actors, a task each for websockets), wait until all are up, then make
+   5 round trips each at once: the time until the last owner is done, and the median
+   round trip.
 
 Clients: `gluegun_actors` (open all, `pykka.get_all` over `connection.await_up_future`
 then over `websocket.await_upgrade_future`, echoes read from the owner mailbox, closes
@@ -27,12 +31,14 @@ Run: `python benchmarks/bench_many.py [--quick] [--full] [--n 1000,5000]`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import math
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -48,6 +54,9 @@ WORKER_SLACK: Final = 120.0
 """Seconds a worker may run past three of its phase bounds before it is killed."""
 CLIENTS: Final = ("gluegun_actors", "websockets asyncio")
 WARMUP: Final = 200
+OWNERS: Final = 1000
+"""At most this many owners in the `own waiters` phase (a thread each for gluegun_actors)."""
+OWNER_ECHOES: Final = 5
 """Round trips on the first connection before its single-connection figure."""
 ERRORS_KEPT: Final = 3
 """Failures described per run (the rest are only counted)."""
@@ -173,6 +182,40 @@ def worker_gluegun(port: int, n: int, rtt_count: int, limit: float) -> dict[str,
     for conn in conns:
         if id(conn) not in upgraded:
             connection.close(conn)  # those that never came up, untimed
+
+    owners = min(n, OWNERS)
+    ready = threading.Barrier(owners + 1, timeout=limit)
+    rtts: list[float] = []
+    ends: list[float] = []
+
+    def owner() -> None:
+        try:
+            conn, stream = open_one()
+        except Exception as error:
+            result["errors"].append(repr(error))
+            ready.abort()
+            return
+        try:
+            ready.wait()
+            rtts.extend(round_trips(conn, stream, OWNER_ECHOES))
+            ends.append(now())
+        except Exception as error:
+            result["errors"].append(repr(error))
+        finally:
+            connection.close(conn)
+
+    threads = [threading.Thread(target=owner, daemon=True) for _ in range(owners)]
+    for thread in threads:
+        thread.start()
+    with contextlib.suppress(threading.BrokenBarrierError):
+        ready.wait()
+    start = now()
+    deadline = _phase_deadline(limit)
+    for thread in threads:
+        thread.join(max(0.0, deadline - now()))
+    result["owners"], result["owners_done"] = owners, len(ends)
+    result["owners_time"] = (max(ends) - start) if ends else math.nan
+    result["owners_rtt"] = rtts
     return result
 
 
@@ -239,6 +282,33 @@ def worker_websockets(port: int, n: int, rtt_count: int, limit: float) -> dict[s
         result["close_time"], result["closed"] = now() - start, len(finished)
         for task in unfinished:
             task.cancel()
+
+        owners = min(n, OWNERS)
+        connected: list[ClientConnection] = []
+        all_up, go = asyncio.Event(), asyncio.Event()
+        rtts: list[float] = []
+        ends: list[float] = []
+
+        async def owner() -> None:
+            async with open_one() as ws:
+                connected.append(ws)
+                if len(connected) == owners:
+                    all_up.set()
+                await go.wait()
+                rtts.extend(await round_trips(ws, OWNER_ECHOES))
+                ends.append(now())
+
+        tasks = [asyncio.ensure_future(owner()) for _ in range(owners)]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_up.wait(), limit)
+        go.set()
+        start = now()
+        _, late = await asyncio.wait(tasks, timeout=limit)
+        for task in late:
+            task.cancel()
+        result["owners"], result["owners_done"] = owners, len(ends)
+        result["owners_time"] = (max(ends) - start) if ends else math.nan
+        result["owners_rtt"] = rtts
         return result
 
     return asyncio.run(main())
@@ -307,6 +377,9 @@ def derive(run: dict[str, Any], n: int) -> dict[str, float]:
         "echoed": run["echoed"],
         "close_time": run["close_time"] if run["closed"] == run["opened"] else math.nan,
         "closed": run["closed"],
+        "owners": run["owners"],
+        "owners_time": run["owners_time"] if run["owners_done"] == run["owners"] else math.nan,
+        "owners_rtt": median(run["owners_rtt"]) if run["owners_rtt"] else math.nan,
     }
 
 
@@ -446,7 +519,9 @@ def main() -> None:
                     f"{_open_cell(derived)} open, {derived['rss_per_conn_kib']:.1f} KiB/conn, "
                     f"connect {derived['connect_time_raw']:.2f} s, "
                     f"echo all {run['echo_time']:.2f} s ({run['echoed']:,}), "
-                    f"close {run['close_time']:.2f} s ({now() - started:.0f} s)",
+                    f"close {run['close_time']:.2f} s, "
+                    f"{run['owners_done']:,}/{run['owners']:,} own waiters "
+                    f"{run['owners_time']:.2f} s ({now() - started:.0f} s)",
                     flush=True,
                 )
 
@@ -466,6 +541,7 @@ def main() -> None:
         "rtt all open us (p99)",
         "echo all s",
         "close all s",
+        "own waiters s (rtt us)",
     ]
     for n in counts:
         rows = []
@@ -481,6 +557,7 @@ def main() -> None:
                     f"{_common.fmt_us(s['rtt_open'])} ({_common.fmt_us(s['rtt_open_p99'])})",
                     _common.fmt_s(s["echo_time"]),
                     _common.fmt_s(s["close_time"]),
+                    f"{_common.fmt_s(s['owners_time'])} ({_common.fmt_us(s['owners_rtt'])})",
                 ]
             )
         report.table(f"N = {n:,}", header, rows)

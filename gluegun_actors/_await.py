@@ -190,12 +190,17 @@ def wait(collector: Wait[T], timeout: Timeout, what: str, *, per_message: bool =
 
     A wait on a connection whose actor is gone looks only at what is already queued.
     """
+    return wait_seconds(collector, timeout_seconds(timeout), what, per_message=per_message)
+
+
+def wait_seconds(
+    collector: Wait[T], seconds: float | None, what: str, *, per_message: bool = False
+) -> T:
+    """`wait` with the timeout already in seconds (None: forever)."""
     conn = collector.conn
-    seconds = timeout_seconds(timeout)
     mailbox = collector.mailbox()
-    alive = conn.alive
     try:
-        return mailbox.collect(collector, timeout if alive else 0, per_message=per_message)
+        return mailbox._await(collector, seconds if conn.alive else 0, per_message)
     except AwaitTimeout:
         error = timed_out(conn, seconds, what, per_message=per_message)
         raise error from error.__cause__

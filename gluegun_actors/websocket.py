@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from gluegun_actors import connection
-from gluegun_actors._await import MessageFuture, future, wait
+from gluegun_actors._await import MessageFuture, future, wait, wait_seconds
 from gluegun_actors._awaited import FrameWait, UpgradeWait
 from gluegun_actors._checks import check_connection, check_headers, check_reply_to, check_stream
 from gluegun_actors._connection import commands
@@ -248,7 +248,11 @@ def send(conn: Connection, stream: StreamRef, frame: Frame | Sequence[Frame]) ->
     """
     check_connection(conn)
     check_stream(stream)
-    frames = checked_frames(frame)
+    _send_checked(conn, stream, checked_frames(frame))
+
+
+def _send_checked(conn: Connection, stream: StreamRef, frames: tuple[Frame, ...]) -> None:
+    """`send` once `conn`, `stream` and `frames` are known to be well typed."""
     conn.check_alive()
     if stream not in conn.ws_streams:
         raise BadStateError(
@@ -462,7 +466,7 @@ def send_text(socket: Socket, text: str) -> None:
     if not isinstance(text, str):
         raise InvalidArgument(f"send_text takes a str, got {type(text).__name__}")
     try:
-        send(_check_socket(socket).connection, socket.stream, Text(text))
+        _send_checked(_check_socket(socket).connection, socket.stream, (Text(text),))
     except BadStateError as error:
         raise _ended(socket, error) from None
 
@@ -483,7 +487,7 @@ def send_binary(socket: Socket, data: bytes) -> None:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InvalidArgument(f"send_binary takes bytes, got {type(data).__name__}")
     try:
-        send(_check_socket(socket).connection, socket.stream, Binary(bytes(data)))
+        _send_checked(_check_socket(socket).connection, socket.stream, (Binary(bytes(data)),))
     except BadStateError as error:
         raise _ended(socket, error) from None
 
@@ -541,11 +545,10 @@ def _next_frame(socket: Socket, timeout: Timeout, kinds: tuple[type, ...]) -> Fr
     """The next frame of one of `kinds`, skipping the others; `timeout` bounds them all."""
     seconds = timeout_seconds(timeout)
     deadline = None if seconds is None else _now() + seconds
+    conn, stream = socket.connection, socket.stream
     while True:
-        remaining: Timeout = (
-            Infinity if deadline is None else max(0, int((deadline - _now()) * 1000))
-        )
-        frame = receive(socket.connection, socket.stream, remaining)
+        remaining = None if deadline is None else max(0.0, deadline - _now())
+        frame = wait_seconds(FrameWait(conn, stream), remaining, "WebSocket frame")
         if isinstance(frame, kinds):
             return frame
 
