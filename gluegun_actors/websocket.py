@@ -19,7 +19,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from gluegun_actors import connection
 from gluegun_actors._await import MessageFuture, future, wait, wait_seconds
@@ -268,19 +268,21 @@ def _send_checked(conn: Connection, stream: StreamRef, frames: tuple[Frame, ...]
     conn.tell(commands.WsSend(stream, frames))
 
 
+_FRAMES: Final = (Text, Binary, Ping, Pong, Close)
+_PAYLOADS: Final = (bytes, bytearray, memoryview)
+
+
 def checked_frames(frame: Frame | Sequence[Frame]) -> tuple[Frame, ...]:
     """One frame or a list of them, as a tuple, each checked."""
     frames = tuple(frame) if isinstance(frame, list | tuple) else (frame,)
     for item in frames:
-        if not isinstance(item, Text | Binary | Ping | Pong | Close):
+        if not isinstance(item, _FRAMES):
             raise InvalidArgument(
                 f"frames are message.Text/Binary/Ping/Pong/Close, got {type(item).__name__}"
             )
         if isinstance(item, Text) and not isinstance(item.text, str):
             raise InvalidArgument(f"Text carries a str, got {type(item.text).__name__}")
-        if isinstance(item, Binary | Ping | Pong) and not isinstance(
-            item.data, bytes | bytearray | memoryview
-        ):
+        if isinstance(item, Binary | Ping | Pong) and not isinstance(item.data, _PAYLOADS):
             raise InvalidArgument(f"{type(item).__name__} carries bytes, got {item.data!r}")
     return frames
 

@@ -228,10 +228,24 @@ class Transport:
                 return
             if phase is not Phase.OPEN:
                 return
-            was_idle = not self._out
-            self._park(view)
-            if not was_idle:
+            if self._out:
+                self._park(view)
                 return  # the reactor is already waiting to send what is parked
+            sock = self._sock
+            if sock is not None and self._ssl_context is None:  # the common case: one send
+                try:
+                    sent = sock.send(view)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError as failure:
+                    self._failure = failure
+                    self._set_phase(Phase.FAILING)
+                    self._request_sync()
+                    return
+                if sent >= len(view):
+                    return
+                view = view[sent:]
+            self._park(view)
             error = self._flush_out()
             if error is not None:
                 self._failure = error
